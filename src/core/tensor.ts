@@ -1,0 +1,74 @@
+// Element types and host tensors shared by weights, graphs and the runtime.
+// DType names are the safetensors spellings; ONNX codes are the TensorProto.DataType values.
+
+export type DType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
+
+export const DTYPE_BYTES: Record<DType, number> = {
+  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1,
+};
+
+export const ONNX_DTYPE: Record<DType, number> = {
+  F32: 1, U8: 2, I8: 3, I16: 5, I32: 6, I64: 7, BOOL: 9, F16: 10, F64: 11, BF16: 16,
+};
+
+/** A dense float32 tensor in row-major order: the currency between stages. */
+export interface F32Tensor {
+  readonly dims: readonly number[];
+  readonly data: Float32Array;
+}
+
+export function numel(dims: readonly number[]): number {
+  let n = 1;
+  for (const d of dims) n *= d;
+  return n;
+}
+
+export function f32(dims: readonly number[], data?: Float32Array): F32Tensor {
+  const n = numel(dims);
+  if (data && data.length !== n) {
+    throw new Error(`tensor data has ${data.length} elements, shape [${dims.join(',')}] needs ${n}`);
+  }
+  return { dims: [...dims], data: data ?? new Float32Array(n) };
+}
+
+/** bf16 -> f32 is exact: the bf16 bits are the top half of the f32 bits. */
+export function bf16ToF32(src: Uint8Array): Float32Array {
+  const n = src.length >> 1;
+  const out = new Float32Array(n);
+  const o32 = new Uint32Array(out.buffer);
+  for (let i = 0; i < n; i++) o32[i] = (src[2 * i]! | (src[2 * i + 1]! << 8)) << 16;
+  return out;
+}
+
+export function f16ToF32(src: Uint8Array): Float32Array {
+  const n = src.length >> 1;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const h = src[2 * i]! | (src[2 * i + 1]! << 8);
+    const s = h & 0x8000 ? -1 : 1;
+    const e = (h >> 10) & 0x1f;
+    const m = h & 0x3ff;
+    out[i] = e === 0 ? s * m * 2 ** -24 : e === 31 ? (m ? NaN : s * Infinity) : s * (1 + m / 1024) * 2 ** (e - 15);
+  }
+  return out;
+}
+
+/** Reinterpret little-endian bytes of the given dtype as float32 values (upcasting halves). */
+export function bytesToF32(dtype: DType, bytes: Uint8Array): Float32Array {
+  switch (dtype) {
+    case 'F32': {
+      const copy = new Uint8Array(bytes); // aligned copy
+      return new Float32Array(copy.buffer, 0, copy.length / 4);
+    }
+    case 'BF16':
+      return bf16ToF32(bytes);
+    case 'F16':
+      return f16ToF32(bytes);
+    case 'F64': {
+      const copy = new Uint8Array(bytes);
+      return Float32Array.from(new Float64Array(copy.buffer, 0, copy.length / 8));
+    }
+    default:
+      throw new Error(`cannot read ${dtype} as float32`);
+  }
+}
