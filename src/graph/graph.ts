@@ -25,13 +25,13 @@ export interface InlineData {
 }
 
 /**
- * Bytes inside a file next to the model (or under the session's external-data folder):
- * onnxruntime reads (or maps) them itself, so they never pass through the JS heap.
+ * Bytes inside a file on disk (a weights file): onnxruntime reads (or maps) them itself, so
+ * they never pass through the JS heap.
  */
 export interface ExternalData {
   readonly kind: 'external';
-  /** Path relative to the external-data folder given to the session. */
-  readonly location: string;
+  /** Absolute path of the file; serialised relative to the model's external-data folder. */
+  readonly path: string;
   readonly offset: number;
   readonly length: number;
 }
@@ -142,19 +142,20 @@ export class Graph {
     return this.op(op, inputs, attrs, opts)[0]!;
   }
 
-  /** The external files this graph reads, relative to its external-data folder. */
-  externalFiles(): string[] {
-    const s = new Set<string>();
-    for (const i of this.inits) if (i.data.kind === 'external') s.add(i.data.location);
-    return [...s];
-  }
-
-  /** Serialise to an ONNX ModelProto (IR 10, default opset 21, com.microsoft 1). */
-  toBytes(): Uint8Array {
+  /**
+   * Serialise to an ONNX ModelProto (IR 10, default opset 21, com.microsoft 1).
+   * onnxruntime refuses absolute or `..` external-data paths, so external initializers are
+   * written relative to the deepest folder that holds all their files, which is returned for
+   * the session to use as its external-data folder.
+   */
+  serialize(): { bytes: Uint8Array; externalDataFolder?: string } {
+    const files = new Set<string>();
+    for (const i of this.inits) if (i.data.kind === 'external') files.add(i.data.path);
+    const folder = files.size ? commonFolder([...files]) : undefined;
     const g = new ProtoWriter();
     for (const n of this.nodes) g.message(1, encodeNode(n));
     g.string(2, this.name);
-    for (const i of this.inits) g.message(5, encodeInitializer(i));
+    for (const i of this.inits) g.message(5, encodeInitializer(i, folder ?? ''));
     for (const i of this.inputs) g.message(11, encodeValueInfo(i));
     for (const o of this.outputs) g.message(12, encodeValueInfo(o));
 
@@ -164,8 +165,35 @@ export class Graph {
     m.message(7, g);
     m.message(8, new ProtoWriter().string(1, '').int(2, 21));
     m.message(8, new ProtoWriter().string(1, MS_DOMAIN).int(2, 1));
-    return m.finish();
+    return { bytes: m.finish(), externalDataFolder: folder };
   }
+}
+
+// Path handling by string on '/'-separated absolute paths (backslashes normalised), so that
+// the graph layer has no Node.js imports and can run in a browser too.
+function folderParts(path: string): string[] {
+  const parts = path.replace(/\\/g, '/').split('/');
+  parts.pop();
+  return parts;
+}
+
+function commonFolder(paths: readonly string[]): string {
+  const split = paths.map(folderParts);
+  const first = split[0]!;
+  let n = first.length;
+  for (const s of split) {
+    let i = 0;
+    while (i < n && i < s.length && s[i] === first[i]) i++;
+    n = i;
+  }
+  return first.slice(0, n).join('/') || '/';
+}
+
+function relativeTo(folder: string, path: string): string {
+  const p = path.replace(/\\/g, '/');
+  const prefix = folder.endsWith('/') ? folder : folder + '/';
+  if (!p.startsWith(prefix)) throw new Error(`${path} is not under ${folder}`);
+  return p.slice(prefix.length);
 }
 
 function encodeNode(n: Node): ProtoWriter {
@@ -205,7 +233,7 @@ function encodeAttr(name: string, v: AttrValue): ProtoWriter {
   return w;
 }
 
-function encodeInitializer(t: Initializer): ProtoWriter {
+function encodeInitializer(t: Initializer, folder: string): ProtoWriter {
   const w = new ProtoWriter();
   for (const d of t.dims) w.int(1, d);
   w.int(2, ONNX_DTYPE[t.dtype]);
@@ -214,7 +242,7 @@ function encodeInitializer(t: Initializer): ProtoWriter {
     w.bytes(9, t.data.bytes);
   } else {
     const entry = (k: string, v: string) => new ProtoWriter().string(1, k).string(2, v);
-    w.message(13, entry('location', t.data.location));
+    w.message(13, entry('location', relativeTo(folder, t.data.path)));
     w.message(13, entry('offset', String(t.data.offset)));
     w.message(13, entry('length', String(t.data.length)));
     w.int(14, 1); // data_location = EXTERNAL

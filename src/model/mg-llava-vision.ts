@@ -1,0 +1,201 @@
+// The vision side of MG-LLaVA: visual_encoder (CLIP), visual_encoder_aux (ConvNeXt),
+// fuse_module, projector, and the object path (pooled box features, bbox_projector).
+// Three onnxruntime sessions:
+//   view:    pixel_values_aux [B,3,S,S] -> pixel_values [B,3,s,s] (bilinear, S=768, s=336)
+//   encoder: pixel_values, pixel_values_aux -> image_tokens [B,N,H] (+ stages for the boxes)
+//   boxes:   one image's stages + box weights -> box_tokens [k,H]
+
+import { Graph, Value } from '../graph/graph.js';
+import { resizeBilinear } from '../graph/blocks.js';
+import { Session } from '../runtime/session.js';
+import { F32Tensor } from '../core/tensor.js';
+import { InputError } from '../core/errors.js';
+import { WeightStore } from '../weights/types.js';
+import { Params } from './params.js';
+import { ClipVisionConfig, clipTokens, clipVision } from './clip-vit.js';
+import { ConvNextConfig, convNextConfig, convNextStages } from './convnext.js';
+import { fuseModule } from './fusion.js';
+import { projector, projectorWidth } from './projector.js';
+import { boxPoolingWeights, pooledBoxFeatures } from './object-features.js';
+
+export interface VisionSettings {
+  /** HF hidden_states index of the CLIP features (-2). */
+  visualSelectLayer: number;
+  /** Side of the high-resolution input (768). */
+  imageSizeAux: number;
+  /** RoIAlign output size (56). */
+  boxFeatSize: number;
+  /** Linear layers in each projector (2). */
+  projectorDepth: number;
+}
+
+export interface VisionWeights {
+  /** CLIP tensors with keys as in the HF checkpoint (`vision_model.*`). */
+  clip: WeightStore;
+  clipConfig: ClipVisionConfig;
+  /** open_clip tensors (`visual.trunk.*`). */
+  convnext: WeightStore;
+  /** The MG-LLaVA checkpoint (`fuse_module.*`, `projector.*`, `bbox_projector.*`, `llm.*`). */
+  checkpoint: WeightStore;
+}
+
+export interface VisionOptions {
+  threads?: number;
+  /** Also output every CLIP hidden state and each intermediate (parity tests). */
+  debugOutputs?: boolean;
+}
+
+/** Architecture facts derived from configs and checkpoint shapes. */
+export interface VisionShapes {
+  clip: ClipVisionConfig;
+  convnext: ConvNextConfig;
+  /** [H_l, W_l] of each ConvNeXt stage. */
+  stageSizes: [number, number][];
+  /** LLM hidden width H. */
+  llmWidth: number;
+}
+
+export interface ImageEncoding {
+  /** [B, N, H] */
+  imageTokens: F32Tensor;
+  /** ConvNeXt stages [B, C_l, H_l, W_l], for object features. */
+  stages: F32Tensor[];
+  /** Only with debugOutputs: every other named output. */
+  debug: Record<string, F32Tensor>;
+}
+
+export interface BoxEncoding {
+  /** [k, sum C_l] */
+  pooled: F32Tensor;
+  /** [k, H] */
+  boxTokens: F32Tensor;
+}
+
+const STAGES = [0, 1, 2, 3];
+
+export class VisionModel {
+  private constructor(
+    readonly shapes: VisionShapes,
+    readonly settings: VisionSettings,
+    private readonly view: Session,
+    private readonly encoder: Session,
+    private readonly boxes: Session,
+  ) {}
+
+  static async load(w: VisionWeights, settings: VisionSettings, opts: VisionOptions = {}): Promise<VisionModel> {
+    const shapes = deriveShapes(w, settings);
+    const make = async (name: string, g: Graph) => {
+      const { bytes, externalDataFolder } = g.serialize();
+      return Session.create(name, bytes, { externalDataFolder, threads: opts.threads });
+    };
+    const [view, encoder, boxes] = await Promise.all([
+      make('low-res view', buildViewGraph(shapes, settings)),
+      make('vision encoder', buildEncoderGraph(w, shapes, settings, opts.debugOutputs ?? false)),
+      make('object features', buildBoxGraph(w, shapes, settings)),
+    ]);
+    return new VisionModel(shapes, settings, view, encoder, boxes);
+  }
+
+  /** pixel_values_aux [B,3,S,S] -> pixel_values [B,3,s,s] */
+  async lowResView(aux: F32Tensor): Promise<F32Tensor> {
+    return (await this.view.run({ pixel_values_aux: aux })).pixel_values!;
+  }
+
+  async encodeImage(pixelValues: F32Tensor, pixelValuesAux: F32Tensor): Promise<ImageEncoding> {
+    const out = await this.encoder.run({ pixel_values: pixelValues, pixel_values_aux: pixelValuesAux });
+    const { image_tokens, ...rest } = out;
+    return { imageTokens: image_tokens!, stages: STAGES.map((l) => out[`stage_${l}`]!), debug: rest };
+  }
+
+  /**
+   * Object tokens for one image (batch index `index` of the stages) and its boxes [k, 4] in
+   * image_size_aux pixels. k = 0 gives empty tensors.
+   */
+  async encodeBoxes(stages: readonly F32Tensor[], boxes: Float32Array, index = 0): Promise<BoxEncoding> {
+    const k = boxes.length / 4;
+    const sumC = this.shapes.convnext.dims.reduce((a, b) => a + b, 0);
+    if (k === 0) return { pooled: { dims: [0, sumC], data: new Float32Array(0) }, boxTokens: { dims: [0, this.shapes.llmWidth], data: new Float32Array(0) } };
+    const weights = boxPoolingWeights(boxes, this.shapes.stageSizes, {
+      outputSize: this.settings.boxFeatSize,
+      // The release divides by a literal 768, whatever image_size_aux is.
+      spatialScale: this.shapes.stageSizes[0]![0] / 768,
+    });
+    const feeds: Record<string, F32Tensor> = {};
+    STAGES.forEach((l) => {
+      feeds[`stage_${l}`] = batchItem(stages[l]!, index);
+      feeds[`weights_${l}`] = weights[l]!;
+    });
+    const out = await this.boxes.run(feeds);
+    return { pooled: out.box_pooled!, boxTokens: out.box_tokens! };
+  }
+
+  async release(): Promise<void> {
+    await Promise.all([this.view.release(), this.encoder.release(), this.boxes.release()]);
+  }
+}
+
+/** [B, ...] -> [1, ...] for item i (a view, no copy). */
+function batchItem(t: F32Tensor, i: number): F32Tensor {
+  const per = t.data.length / t.dims[0]!;
+  return { dims: [1, ...t.dims.slice(1)], data: t.data.subarray(i * per, (i + 1) * per) };
+}
+
+function deriveShapes(w: VisionWeights, s: VisionSettings): VisionShapes {
+  const clip = w.clipConfig;
+  const convnext = convNextConfig(new Params(new Graph('probe'), w.convnext, 'visual.trunk.'), w.convnext.path);
+  const stageSizes: [number, number][] = STAGES.map((l) => {
+    const side = s.imageSizeAux / (4 * 2 ** l);
+    return [side, side];
+  });
+  const grid = Math.sqrt(clipTokens(clip));
+  if (stageSizes[3]![0] !== grid) {
+    throw new InputError(`image_size_aux ${s.imageSizeAux} gives a ${stageSizes[3]![0]}-pixel last ConvNeXt stage; the fusion needs the CLIP grid of ${grid}`);
+  }
+  const llmWidth = projectorWidth(new Params(new Graph('probe'), w.checkpoint, 'projector.'));
+  return { clip, convnext, stageSizes, llmWidth };
+}
+
+function buildViewGraph(sh: VisionShapes, s: VisionSettings): Graph {
+  const g = new Graph('low_res_view');
+  const aux = g.input('pixel_values_aux', 'F32', ['batch', 3, s.imageSizeAux, s.imageSizeAux]);
+  g.output(resizeBilinear(g, aux, sh.clip.imageSize, sh.clip.imageSize), 'pixel_values');
+  return g;
+}
+
+function buildEncoderGraph(w: VisionWeights, sh: VisionShapes, s: VisionSettings, debug: boolean): Graph {
+  const g = new Graph('vision_encoder');
+  const D = sh.clip.hiddenSize;
+  const px = g.input('pixel_values', 'F32', ['batch', 3, sh.clip.imageSize, sh.clip.imageSize]);
+  const aux = g.input('pixel_values_aux', 'F32', ['batch', 3, s.imageSizeAux, s.imageSizeAux]);
+  const clip = clipVision(g, new Params(g, w.clip, 'vision_model.'), sh.clip, px, s.visualSelectLayer);
+  const stages = convNextStages(g, new Params(g, w.convnext, 'visual.trunk.'), sh.convnext, aux);
+  const ck = new Params(g, w.checkpoint);
+  const grid = Math.sqrt(clipTokens(sh.clip));
+  const fused = fuseModule(g, ck.sub('fuse_module.'), { low: D, high: sh.convnext.dims[3]!, grid }, clip.features, stages[3]!);
+  const tokens = projector(g, ck.sub('projector.'), s.projectorDepth, D, sh.llmWidth, fused, 'projector');
+  g.output(tokens, 'image_tokens');
+  stages.forEach((v, l) => g.output(v, `stage_${l}`));
+  if (debug) {
+    g.output(clip.features, 'low_res_feat');
+    g.output(fused, 'fused');
+    clip.hidden.forEach((v, i) => g.output(v, `hidden_state_${i}`));
+  }
+  return g;
+}
+
+function buildBoxGraph(w: VisionWeights, sh: VisionShapes, s: VisionSettings): Graph {
+  const g = new Graph('object_features');
+  const stages: Value[] = [];
+  const weights: Value[] = [];
+  STAGES.forEach((l) => {
+    const [h, wd] = sh.stageSizes[l]!;
+    stages.push(g.input(`stage_${l}`, 'F32', [1, sh.convnext.dims[l]!, h, wd]));
+    weights.push(g.input(`weights_${l}`, 'F32', [h * wd, 'boxes']));
+  });
+  const pooled = pooledBoxFeatures(g, stages, weights, sh.convnext.dims, sh.stageSizes);
+  const sumC = sh.convnext.dims.reduce((a, b) => a + b, 0);
+  const tokens = projector(g, new Params(g, w.checkpoint, 'bbox_projector.'), s.projectorDepth, sumC, sh.llmWidth, pooled, 'bbox_projector');
+  g.output(pooled, 'box_pooled');
+  g.output(tokens, 'box_tokens');
+  return g;
+}

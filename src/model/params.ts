@@ -1,0 +1,56 @@
+// Turns checkpoint tensors into graph initializers: checks each shape against what the
+// architecture expects, points onnxruntime at the bytes inside the weights file when it can
+// (external data, no copy), and upcasts bf16/f16 to float32 with a Cast node, which
+// onnxruntime folds once at load time.
+
+import { Graph, Value } from '../graph/graph.js';
+import { InputError } from '../core/errors.js';
+import { WeightStore } from '../weights/types.js';
+
+export class Params {
+  constructor(
+    private readonly g: Graph,
+    private readonly store: WeightStore,
+    /** Key prefix in the checkpoint, e.g. 'vision_model.' */
+    private readonly prefix = '',
+  ) {}
+
+  /** A view under a longer key prefix (for a sub-module). */
+  sub(prefix: string): Params {
+    return new Params(this.g, this.store, this.prefix + prefix);
+  }
+
+  has(key: string): boolean {
+    return this.store.get(this.prefix + key) !== undefined;
+  }
+
+  /** Shape of a tensor, or an error naming it when it is missing. */
+  shape(key: string): readonly number[] {
+    const full = this.prefix + key;
+    const t = this.store.get(full);
+    if (!t) throw new InputError(`${this.store.path}: missing tensor ${full}`, this.store.path);
+    return t.shape;
+  }
+
+  /** The tensor as a float32 graph value; its shape must equal `shape`. */
+  take(key: string, shape: readonly number[]): Value {
+    const full = this.prefix + key;
+    const t = this.store.get(full);
+    if (!t) throw new InputError(`${this.store.path}: missing tensor ${full} (expected shape [${shape.join(', ')}])`, this.store.path);
+    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+      throw new InputError(
+        `${this.store.path}: tensor ${full} has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}]`,
+        this.store.path,
+      );
+    }
+    const data = t.source.kind === 'file'
+      ? { kind: 'external' as const, path: t.source.path, offset: t.source.offset, length: t.source.length }
+      : { kind: 'inline' as const, bytes: t.source.bytes };
+    const v = this.g.initializer(full, t.dtype, t.shape, data);
+    if (t.dtype === 'F32') return v;
+    if (t.dtype === 'BF16' || t.dtype === 'F16' || t.dtype === 'F64') {
+      return this.g.op1('Cast', [v], { to: 1 }, { name: `${full}.f32` });
+    }
+    throw new InputError(`${this.store.path}: tensor ${full} is ${t.dtype}, expected a float type`, this.store.path);
+  }
+}
