@@ -10,16 +10,21 @@ import { ShardedStore } from './sharded.js';
 import { TorchCheckpointStore } from './torch-checkpoint.js';
 import { looksLikeZip } from './zip.js';
 
-/** File names tried in a folder, in this order (the Hugging Face conventions). */
+/**
+ * File names tried in a folder, in this order: the Hugging Face conventions, then the model
+ * states file of a DeepSpeed checkpoint folder (xtuner's `iter_N.pth/` when trained with ZeRO),
+ * whose state dict sits under `module`.
+ */
 export const WEIGHT_FILE_NAMES = [
   'model.safetensors',
   'model.safetensors.index.json',
   'pytorch_model.bin',
   'pytorch_model.bin.index.json',
+  'mp_rank_00_model_states.pt',
 ];
 
 /** Any weight file in a folder, when none of the conventional names is there. */
-const WEIGHT_FILE_PATTERN = /\.(safetensors|safetensors\.index\.json|bin\.index\.json|bin|pth|pt)$/;
+const WEIGHT_FILE_PATTERN = /\.(safetensors|safetensors\.index\.json|bin\.index\.json|bin|pth|pt|ckpt)$/;
 
 export function openWeights(path: string): WeightStore {
   let isDir: boolean;
@@ -35,9 +40,11 @@ export function openWeights(path: string): WeightStore {
 function openFolder(dir: string): WeightStore {
   const names = readdirSync(dir);
   for (const n of WEIGHT_FILE_NAMES) if (names.includes(n)) return openFile(join(dir, n));
-  // e.g. open_clip's `open_clip_model.safetensors`: accept a single unambiguous weight file,
-  // ignoring the shards an index would name.
+  // e.g. open_clip's `open_clip_model.safetensors`: accept a single unambiguous weight file
+  // (safetensors preferred over torch pickles), ignoring the shards an index would name.
   const found = names.filter((n) => WEIGHT_FILE_PATTERN.test(n) && !/-\d+-of-\d+\./.test(n)).sort();
+  const safe = found.filter((n) => /\.safetensors(\.index\.json)?$/.test(n));
+  if (safe.length === 1) return openFile(join(dir, safe[0]!));
   if (found.length === 1) return openFile(join(dir, found[0]!));
   if (found.length > 1) {
     throw new InputError(`${dir}: several weight files (${found.join(', ')}); name the one to load`, dir);
@@ -47,18 +54,25 @@ function openFolder(dir: string): WeightStore {
 
 function openFile(path: string): WeightStore {
   if (path.endsWith('.index.json')) return ShardedStore.open(path);
-  const head = new Uint8Array(8);
-  const fd = openSync(path, 'r');
+  if (path.endsWith('.safetensors')) return SafetensorsStore.open(path);
+  if (/\.(pth|pt|bin|ckpt)$/.test(path)) return TorchCheckpointStore.open(path);
+  // Any other name: go by the first bytes.
+  const head = new Uint8Array(4);
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (e) {
+    throw new InputError(`${path}: cannot open weights (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, path);
+  }
   let got: number;
   try {
-    got = readSync(fd, head, 0, 8, 0);
+    got = readSync(fd, head, 0, 4, 0);
   } finally {
     closeSync(fd);
   }
-  // Torch checkpoints: zip magic, or a legacy pickle stream (0x80 = PROTO), which the torch
-  // reader rejects with advice; the extensions catch files too short to have either.
-  if (looksLikeZip(head.subarray(0, got)) || (got > 0 && head[0] === 0x80) || /\.(pth|pt|bin)$/.test(path)) {
-    return TorchCheckpointStore.open(path);
-  }
+  // A legacy torch.save stream starts with PROTO 2 and LONG1 of the 10-byte torch magic number;
+  // the torch reader rejects it with advice.
+  const legacy = got === 4 && head[0] === 0x80 && head[1] === 0x02 && head[2] === 0x8a && head[3] === 0x0a;
+  if (legacy || looksLikeZip(head.subarray(0, got))) return TorchCheckpointStore.open(path);
   return SafetensorsStore.open(path);
 }

@@ -148,23 +148,39 @@ export class TorchCheckpointStore implements WeightStore {
       out.set(src.subarray(0, n * e));
       return out;
     }
-    // Odometer over the multi-index; the innermost dimension is a strided run of elements.
-    const rank = s.shape.length;
-    const idx = new Array<number>(rank).fill(0);
-    const inner = s.shape[rank - 1]!;
-    const innerStride = s.stride[rank - 1]! * e;
-    let o = 0;
-    for (;;) {
-      let base = 0;
-      for (let d = 0; d < rank - 1; d++) base += idx[d]! * s.stride[d]!;
-      base *= e;
-      for (let i = 0; i < inner; i++, o += e) out.set(src.subarray(base + i * innerStride, base + i * innerStride + e), o);
-      let d = rank - 2;
-      while (d >= 0 && ++idx[d]! === s.shape[d]!) idx[d--] = 0;
-      if (d < 0) break;
-    }
-    return out;
+    return gather(src, out, s.shape, s.stride, e);
   }
+}
+
+/**
+ * Copy the strided view `src` (element 0 at byte 0; strides in elements) into `out` in row-major
+ * order. Elements move as 1-, 2- or 4-byte words (8-byte ones as two words) so NaN payloads and
+ * bf16 bit patterns are copied exactly and no per-element allocation happens.
+ */
+function gather(src: Uint8Array, out: Uint8Array, shape: readonly number[], stride: readonly number[], e: number): Uint8Array {
+  const aligned = src.byteOffset % 4 === 0 ? src : new Uint8Array(src); // typed views need alignment
+  const word = e >= 4 ? 4 : e;
+  const w = e / word; // words per element
+  const view = (b: Uint8Array) =>
+    word === 4 ? new Uint32Array(b.buffer, b.byteOffset, b.byteLength >> 2) : word === 2 ? new Uint16Array(b.buffer, b.byteOffset, b.byteLength >> 1) : b;
+  const from = view(aligned.subarray(0, aligned.byteLength - (aligned.byteLength % word)));
+  const to = view(out);
+  // Odometer over all but the innermost index; the innermost dimension is a strided run.
+  const rank = shape.length;
+  const idx = new Array<number>(rank).fill(0);
+  const inner = shape[rank - 1]!;
+  const innerStep = stride[rank - 1]! * w;
+  let o = 0;
+  for (;;) {
+    let base = 0;
+    for (let d = 0; d < rank - 1; d++) base += idx[d]! * stride[d]!;
+    base *= w;
+    for (let i = 0; i < inner; i++, base += innerStep) for (let k = 0; k < w; k++) to[o++] = from[base + k]!;
+    let d = rank - 2;
+    while (d >= 0 && ++idx[d]! === shape[d]!) idx[d--] = 0;
+    if (d < 0) break;
+  }
+  return out;
 }
 
 /** One past the storage index of the view's last element (elements). Assumes numel > 0. */

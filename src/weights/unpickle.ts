@@ -74,8 +74,7 @@ export type PyValue =
   | PyDict
   | PyGlobal
   | PyPersistent
-  | PyTensor
-  | Set<string>;
+  | PyTensor;
 
 const STORAGE_CLASSES = ['Float', 'Half', 'BFloat16', 'Double', 'Long', 'Int', 'Short', 'Char', 'Byte', 'Bool'].map((d) => `torch.${d}Storage`);
 
@@ -240,55 +239,21 @@ export function unpickle(bytes: Uint8Array, where: string): PyValue {
     const at = pos;
     const op = u8();
     switch (op) {
-      case 0x80: // PROTO n
-        if (u8() > 5) fail('pickle protocol above 5');
-        break;
-      case 0x95: // FRAME length (framing is only a read-ahead hint)
-        take(8);
-        break;
+      case 0x80: if (u8() > 5) fail('pickle protocol above 5'); break; // PROTO n
+      case 0x95: take(8); break; // FRAME length (framing is only a read-ahead hint)
       case 0x2e: // STOP
         if (stack.length !== 1) fail(`pickle ends with ${stack.length} values on the stack`);
         return pop();
-      case 0x7d: // EMPTY_DICT
-        stack.push(new PyDict());
-        break;
-      case 0x5d: // EMPTY_LIST
-        stack.push([]);
-        break;
-      case 0x29: // EMPTY_TUPLE
-        stack.push(new PyTuple([]));
-        break;
-      case 0x8f: // EMPTY_SET (only strings kept; sets do not appear in state dicts)
-        stack.push(new Set<string>());
-        break;
-      case 0x90: { // ADDITEMS
-        const items = popMark();
-        const s = top();
-        if (!(s instanceof Set)) fail('ADDITEMS on something that is not a set');
-        for (const it of items) (s as Set<string>).add(String(it));
-        break;
-      }
-      case 0x28: // MARK
-        stack.push(MARK);
-        break;
-      case 0x30: // POP
-        if (stack.pop() === undefined) fail('POP on an empty stack');
-        break;
-      case 0x31: // POP_MARK
-        popMark();
-        break;
-      case 0x32: // DUP
-        stack.push(top());
-        break;
-      case 0x71: // BINPUT
-        memo.set(u8(), top());
-        break;
-      case 0x72: // LONG_BINPUT
-        memo.set(u32(), top());
-        break;
-      case 0x94: // MEMOIZE
-        memo.set(memo.size, top());
-        break;
+      case 0x7d: stack.push(new PyDict()); break; // EMPTY_DICT
+      case 0x5d: stack.push([]); break; // EMPTY_LIST
+      case 0x29: stack.push(new PyTuple([])); break; // EMPTY_TUPLE
+      case 0x28: stack.push(MARK); break; // MARK
+      case 0x30: if (stack.pop() === undefined) fail('POP on an empty stack'); break; // POP
+      case 0x31: popMark(); break; // POP_MARK
+      case 0x32: stack.push(top()); break; // DUP
+      case 0x71: memo.set(u8(), top()); break; // BINPUT
+      case 0x72: memo.set(u32(), top()); break; // LONG_BINPUT
+      case 0x94: memo.set(memo.size, top()); break; // MEMOIZE
       case 0x68: // BINGET
       case 0x6a: { // LONG_BINGET
         const k = op === 0x68 ? u8() : u32();
@@ -297,40 +262,18 @@ export function unpickle(bytes: Uint8Array, where: string): PyValue {
         stack.push(v!);
         break;
       }
-      case 0x58: // BINUNICODE
-        stack.push(take(u32()).toString('utf8'));
-        break;
-      case 0x8c: // SHORT_BINUNICODE
-        stack.push(take(u8()).toString('utf8'));
-        break;
-      case 0x8d: // BINUNICODE8
-        stack.push(take(u64()).toString('utf8'));
-        break;
-      case 0x54: // BINSTRING (Python 2 str): read as latin-1 text
-        stack.push(take(u32()).toString('latin1'));
-        break;
-      case 0x55: // SHORT_BINSTRING
-        stack.push(take(u8()).toString('latin1'));
-        break;
-      case 0x42: // BINBYTES
-        stack.push(new Uint8Array(take(u32())));
-        break;
-      case 0x43: // SHORT_BINBYTES
-        stack.push(new Uint8Array(take(u8())));
-        break;
+      case 0x58: stack.push(take(u32()).toString('utf8')); break; // BINUNICODE
+      case 0x8c: stack.push(take(u8()).toString('utf8')); break; // SHORT_BINUNICODE
+      case 0x8d: stack.push(take(u64()).toString('utf8')); break; // BINUNICODE8
+      case 0x54: stack.push(take(u32()).toString('latin1')); break; // BINSTRING (Python 2 str): read as latin-1 text
+      case 0x55: stack.push(take(u8()).toString('latin1')); break; // SHORT_BINSTRING
+      case 0x42: stack.push(new Uint8Array(take(u32()))); break; // BINBYTES
+      case 0x43: stack.push(new Uint8Array(take(u8()))); break; // SHORT_BINBYTES
       case 0x8e: // BINBYTES8
-      case 0x96: // BYTEARRAY8
-        stack.push(new Uint8Array(take(u64())));
-        break;
-      case 0x4a: // BININT
-        stack.push(i32());
-        break;
-      case 0x4b: // BININT1
-        stack.push(u8());
-        break;
-      case 0x4d: // BININT2
-        stack.push(u16());
-        break;
+      case 0x96: stack.push(new Uint8Array(take(u64()))); break; // BYTEARRAY8
+      case 0x4a: stack.push(i32()); break; // BININT
+      case 0x4b: stack.push(u8()); break; // BININT1
+      case 0x4d: stack.push(u16()); break; // BININT2
       case 0x8a: // LONG1
       case 0x8b: { // LONG4: little-endian two's complement of n bytes
         const n = op === 0x8a ? u8() : u32();
@@ -346,18 +289,10 @@ export function unpickle(bytes: Uint8Array, where: string): PyValue {
         stack.push(buf.readDoubleBE(pos));
         pos += 8;
         break;
-      case 0x4e: // NONE
-        stack.push(null);
-        break;
-      case 0x88: // NEWTRUE
-        stack.push(true);
-        break;
-      case 0x89: // NEWFALSE
-        stack.push(false);
-        break;
-      case 0x74: // TUPLE
-        stack.push(new PyTuple(popMark()));
-        break;
+      case 0x4e: stack.push(null); break; // NONE
+      case 0x88: stack.push(true); break; // NEWTRUE
+      case 0x89: stack.push(false); break; // NEWFALSE
+      case 0x74: stack.push(new PyTuple(popMark())); break; // TUPLE
       case 0x85: // TUPLE1
       case 0x86: // TUPLE2
       case 0x87: { // TUPLE3
@@ -367,9 +302,7 @@ export function unpickle(bytes: Uint8Array, where: string): PyValue {
         stack.push(new PyTuple(items));
         break;
       }
-      case 0x6c: // LIST
-        stack.push(popMark());
-        break;
+      case 0x6c: stack.push(popMark()); break; // LIST
       case 0x64: { // DICT
         const items = popMark();
         const d = new PyDict();
@@ -433,9 +366,7 @@ export function unpickle(bytes: Uint8Array, where: string): PyValue {
         else if (!(obj instanceof PyTensor)) fail('BUILD on an object that is not a dict or tensor');
         break;
       }
-      case 0x51: // BINPERSID
-        stack.push(new PyPersistent(pop()));
-        break;
+      case 0x51: stack.push(new PyPersistent(pop())); break; // BINPERSID
       default:
         fail(`unsupported pickle opcode 0x${op.toString(16).padStart(2, '0')} at byte ${at}`);
     }

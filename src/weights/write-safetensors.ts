@@ -1,0 +1,93 @@
+// safetensors writer (for quantized weights, converted checkpoints, test shards).
+//
+// Written atomically: the bytes go to a temporary file in the destination folder (same file
+// system, so the final rename is atomic) which is renamed over the target only when complete
+// and flushed; on any error the temporary file is removed. Readers therefore never see a
+// half-written file, and an interrupted `quantize` leaves nothing behind.
+
+import { openSync, writeSync, fsyncSync, closeSync, renameSync, unlinkSync } from 'node:fs';
+import { dirname, basename, join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { endianness } from 'node:os';
+import { InputError } from '../core/errors.js';
+import { DType, DTYPE_BYTES, numel } from '../core/tensor.js';
+
+export interface TensorToWrite {
+  readonly name: string;
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  /** Little-endian bytes in row-major order; a Float32Array is taken as F32 data. */
+  readonly data: Uint8Array | Float32Array;
+}
+
+function asBytes(d: Uint8Array | Float32Array): Uint8Array {
+  return d instanceof Uint8Array ? d : new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
+}
+
+/**
+ * Write `tensors` to `path` as one safetensors file: u64 header length, JSON header (padded with
+ * spaces to a multiple of 8 bytes so the data block stays 8-byte aligned), data in the given order.
+ */
+export function writeSafetensors(path: string, tensors: readonly TensorToWrite[], metadata?: Readonly<Record<string, string>>): void {
+  if (endianness() !== 'LE') throw new Error('writeSafetensors assumes a little-endian host');
+  // Null prototype: tensor names such as `constructor` or `__proto__` are plain keys.
+  const header = Object.create(null) as Record<string, unknown>;
+  const seen = new Set<string>();
+  if (metadata && Object.keys(metadata).length > 0) header.__metadata__ = { ...metadata };
+  let offset = 0;
+  const blobs: Uint8Array[] = [];
+  for (const t of tensors) {
+    if (t.name === '__metadata__' || seen.has(t.name)) throw new Error(`writeSafetensors: duplicate or reserved tensor name ${t.name}`);
+    if (!(t.dtype in DTYPE_BYTES)) throw new Error(`writeSafetensors: unknown dtype ${String(t.dtype)} for ${t.name}`);
+    if (t.data instanceof Float32Array && t.dtype !== 'F32') throw new Error(`writeSafetensors: ${t.name} has Float32Array data but dtype ${t.dtype}`);
+    const bytes = asBytes(t.data);
+    const want = numel(t.shape) * DTYPE_BYTES[t.dtype];
+    if (bytes.byteLength !== want) {
+      throw new Error(`writeSafetensors: ${t.name} has ${bytes.byteLength} bytes, ${t.dtype}[${t.shape.join(',')}] needs ${want}`);
+    }
+    header[t.name] = { dtype: t.dtype, shape: [...t.shape], data_offsets: [offset, offset + want] };
+    seen.add(t.name);
+    offset += want;
+    blobs.push(bytes);
+  }
+  let json = JSON.stringify(header);
+  const jsonLen = Buffer.byteLength(json, 'utf8');
+  json += ' '.repeat((8 - (jsonLen % 8)) % 8);
+  const headerBytes = Buffer.from(json, 'utf8');
+  const prefix = Buffer.alloc(8);
+  prefix.writeBigUInt64LE(BigInt(headerBytes.length), 0);
+
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  let fd: number;
+  try {
+    fd = openSync(tmp, 'wx');
+  } catch (e) {
+    throw new InputError(`${path}: cannot write (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, path);
+  }
+  try {
+    try {
+      writeAll(fd, prefix);
+      writeAll(fd, headerBytes);
+      for (const b of blobs) writeAll(fd, b);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
+  } catch (e) {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // already gone
+    }
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code) throw new InputError(`${path}: cannot write (${code})`, path);
+    throw e;
+  }
+}
+
+/** writeSync may write less than asked (large buffers, signals): loop until done. */
+function writeAll(fd: number, bytes: Uint8Array): void {
+  let done = 0;
+  while (done < bytes.byteLength) done += writeSync(fd, bytes, done, bytes.byteLength - done);
+}
