@@ -13,9 +13,15 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 /** The tiny random-weight model shipped with the package (reference fixtures layout). */
 export const BUNDLED_MODEL = join(ROOT, 'fixtures', 'tiny', 'mgllava');
 
-function positiveInt(v: string): number {
+function nonNegativeInt(v: string): number {
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a non-negative integer');
+  if (!/^\d+$/.test(v) || !Number.isSafeInteger(n)) throw new InvalidArgumentError('expected a non-negative integer');
+  return n;
+}
+
+function positiveInt(v: string): number {
+  const n = nonNegativeInt(v);
+  if (n === 0) throw new InvalidArgumentError('expected a positive integer');
   return n;
 }
 
@@ -26,7 +32,7 @@ function modelOptions(cmd: Command): Command {
     .option('--llm <dir>', 'base LLM folder, release layout')
     .option('--visual-encoder <dir>', 'CLIP ViT folder (HF layout), release layout')
     .option('--visual-encoder-aux <dir>', 'ConvNeXt folder (open_clip layout), release layout')
-    .option('--threads <n>', 'onnxruntime intra-op threads (default: all cores)', positiveInt);
+    .option('--threads <n>', 'onnxruntime intra-op threads (default: one per core)', positiveInt);
 }
 
 export function buildProgram(): Command {
@@ -34,14 +40,16 @@ export function buildProgram(): Command {
   const program = new Command('mgllava')
     .description('MG-LLaVA multimodal model on onnxruntime')
     .version(pkg.version)
-    .showHelpAfterError(false);
+    .showHelpAfterError(false)
+    // Commander's own errors (unknown option, missing argument) in the same one-line form.
+    .configureOutput({ outputError: (str, write) => write(`mgllava: ${str.replace(/^error: /, '')}`) });
 
   modelOptions(program.command('encode'))
     .description('encode an image (and its detector boxes) into visual tokens, saved as safetensors')
     .requiredOption('--image <file>', 'image to encode (JPEG, PNG, WebP, ...)')
     .option('--boxes <file>', 'detector boxes JSON {"boxes": [[x0,y0,x1,y1],...], "labels": [...], "scores": [...]} in image pixels')
     .requiredOption('--out <file>', 'output .safetensors: image_tokens, box_tokens, boxes, pixel_values, pixel_values_aux')
-    .option('--box-limit <n>', 'if more boxes than this survive NMS, keep the top 20 per label (0 = no cap)', positiveInt, 100)
+    .option('--box-limit <n>', 'if more boxes than this survive NMS, keep the top 20 per label (5 when n <= 50; 0 = no cap)', nonNegativeInt, 100)
     .addOption(new Option('--max-pixels <n>', 'refuse images with more pixels than this').argParser(positiveInt).default(100_000_000))
     .option('-q, --quiet', 'no progress on stderr')
     .action(async (o) => runEncode({ ...o, model: o.model ?? defaultModel(o) }));

@@ -21,6 +21,7 @@ export interface FusionShape {
 export function fuseModule(g: Graph, p: Params, s: FusionShape, low: Value, high: Value): Value {
   const { low: C, high: Ch, grid } = s;
   const N = grid * grid;
+  const half = Math.floor(C / 2); // nn.Linear(2C, C // 2)
   // High-resolution path -> [B, N, C]
   let h = conv2d(g, high, p.take('slow_conv.weight', [Ch, Ch, 1, 1]), p.take('slow_conv.bias', [Ch]), {}, 'slow_conv');
   h = conv2d(g, gelu(g, h), p.take('slow_proj.weight', [C, Ch, 1, 1]), p.take('slow_proj.bias', [C]), {}, 'slow_proj');
@@ -32,7 +33,7 @@ export function fuseModule(g: Graph, p: Params, s: FusionShape, low: Value, high
   const l = g.op1('Add', [low, g.op1('Transpose', [reshape(g, f, [0, C, N])], { perm: [0, 2, 1] })], {}, { name: 'low_tokens' });
   // Gate from the token-mean of both paths: [B, 1, 2C] -> [B, 1, 1]
   const pooled = g.op1('ReduceMean', [g.op1('Concat', [l, h], { axis: -1 }), g.constI64([1])], { keepdims: 1 });
-  const gate = linear(g, gelu(g, linear(g, pooled, p.take('gate.0.weight', [C / 2, 2 * C]), p.take('gate.0.bias', [C / 2]), 'gate.0')),
-    p.take('gate.2.weight', [1, C / 2]), p.take('gate.2.bias', [1]), 'gate.2');
+  const gate = linear(g, gelu(g, linear(g, pooled, p.take('gate.0.weight', [half, 2 * C]), p.take('gate.0.bias', [half]), 'gate.0')),
+    p.take('gate.2.weight', [1, half]), p.take('gate.2.bias', [1]), 'gate.2');
   return g.op1('Add', [l, g.op1('Mul', [h, g.op1('Tanh', [gate])])], {}, { name: 'fused' });
 }

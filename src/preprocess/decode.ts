@@ -69,7 +69,7 @@ export async function decodeImage(input: string | Uint8Array, opts: DecodeOption
   if (width * height > maxPixels) {
     throw new InputError(
       `${name}: image is ${width}x${height} = ${width * height} pixels, more than the limit of ${maxPixels} ` +
-        `(a decompression-bomb guard; raise maxPixels to allow it)`,
+        `(a decompression-bomb guard; raise the limit with --max-pixels, or maxPixels in the API)`,
       name,
     );
   }
