@@ -4,10 +4,13 @@
 
 import { Graph, Value, MS_DOMAIN } from './graph.js';
 
-/** y = x @ W^T + b for x [..., in], W [out, in]. The transpose of a constant is folded by onnxruntime. */
+/**
+ * y = x @ W^T + b for x [..., in], W [out, in]. FusedMatMul reads W as stored (transB), where a
+ * MatMul would need a folded transposed copy of every weight at load time; measured as fast at
+ * run time on CLIP-L (docs/benchmarks.md).
+ */
 export function linear(g: Graph, x: Value, w: Value, b?: Value | null, name = 'linear'): Value {
-  const wt = g.op1('Transpose', [w], { perm: [1, 0] }, { name: `${name}.wT` });
-  const y = g.op1('MatMul', [x, wt], {}, { name: `${name}.mm` });
+  const y = g.op1('FusedMatMul', [x, w], { transB: 1 }, { name: `${name}.mm`, domain: MS_DOMAIN });
   return b ? g.op1('Add', [y, b], {}, { name }) : y;
 }
 

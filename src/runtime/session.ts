@@ -8,6 +8,12 @@ export interface SessionOptions {
   externalDataFolder?: string;
   /** Intra-op threads (default: onnxruntime's choice, one per core). */
   threads?: number;
+  /**
+   * Let kernels pre-pack constant weights at load (default false). Measured on the CLIP-L and
+   * ConvNeXt-L graphs (docs/benchmarks.md): pre-packing took seconds and a copy of every weight
+   * for no run-time gain.
+   */
+  prepack?: boolean;
   /** Execution providers in order of preference (default: cpu). */
   providers?: string[];
 }
@@ -25,9 +31,10 @@ export class Session {
       logSeverityLevel: 3,
     };
     if (opts.threads) so.intraOpNumThreads = opts.threads;
-    if (opts.externalDataFolder) {
-      so.extra = { session: { model_external_initializers_file_folder_path: opts.externalDataFolder } };
-    }
+    const session: Record<string, string> = {};
+    if (opts.externalDataFolder) session.model_external_initializers_file_folder_path = opts.externalDataFolder;
+    if (!(opts.prepack ?? false)) session['session.disable_prepacking'] = '1';
+    so.extra = { session };
     try {
       return new Session(await ort.InferenceSession.create(model, so), name);
     } catch (e) {
