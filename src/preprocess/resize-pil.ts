@@ -113,7 +113,7 @@ export function resizeBicubicU8(
     curW = outWidth;
   }
   if (outHeight !== height) {
-    cur = vertical(cur, curW, height, channels, bicubicTaps(height, outHeight), outHeight);
+    cur = vertical(cur, curW, channels, bicubicTaps(height, outHeight), outHeight);
   }
   return cur === src ? src.slice() : cur;
 }
@@ -152,7 +152,7 @@ function horizontal(src: Uint8Array, w: number, h: number, c: number, taps: Resa
 }
 
 // [h, w, c] -> [outH, w, c]; accumulates whole rows so the inner loop runs along memory.
-function vertical(src: Uint8Array, w: number, h: number, c: number, taps: ResampleTaps, outH: number): Uint8Array {
+function vertical(src: Uint8Array, w: number, c: number, taps: ResampleTaps, outH: number): Uint8Array {
   const { ksize, start, count, weights } = taps;
   const rowLen = w * c;
   const out = new Uint8Array(outH * rowLen);

@@ -1,7 +1,8 @@
 // One entry point for every weight format a model folder may hold: a file (safetensors, a
 // sharded index, a torch zip checkpoint) or a folder holding one under a conventional name.
 
-import { statSync, readdirSync, openSync, readSync, closeSync } from 'node:fs';
+import { statSync, readdirSync } from 'node:fs';
+import { readHead } from './file-io.js';
 import { join } from 'node:path';
 import { InputError } from '../core/errors.js';
 import { WeightStore } from './types.js';
@@ -57,19 +58,8 @@ function openFile(path: string): WeightStore {
   if (path.endsWith('.safetensors')) return SafetensorsStore.open(path);
   if (/\.(pth|pt|bin|ckpt)$/.test(path)) return TorchCheckpointStore.open(path);
   // Any other name: go by the first bytes.
-  const head = new Uint8Array(4);
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch (e) {
-    throw new InputError(`${path}: cannot open weights (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, path);
-  }
-  let got: number;
-  try {
-    got = readSync(fd, head, 0, 4, 0);
-  } finally {
-    closeSync(fd);
-  }
+  const head = readHead(path, 4);
+  const got = head.length;
   // A legacy torch.save stream starts with PROTO 2 and LONG1 of the 10-byte torch magic number;
   // the torch reader rejects it with advice.
   const legacy = got === 4 && head[0] === 0x80 && head[1] === 0x02 && head[2] === 0x8a && head[3] === 0x0a;

@@ -2,11 +2,12 @@
 // {name: {dtype, shape, data_offsets: [begin, end]}, __metadata__?}, then the data block.
 // Only the header is read; tensors stay in the file as byte ranges.
 
-import { openSync, readSync, fstatSync, closeSync } from 'node:fs';
+import { fstatSync, closeSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { InputError } from '../core/errors.js';
 import { DType, DTYPE_BYTES, numel } from '../core/tensor.js';
 import { TensorRef, WeightStore } from './types.js';
+import { openForRead, readAt } from './file-io.js';
 
 const MAX_HEADER = 100 * 1024 * 1024;
 
@@ -19,22 +20,15 @@ export class SafetensorsStore implements WeightStore {
 
   static open(path: string): SafetensorsStore {
     const abs = resolve(path);
-    let fd: number;
-    try {
-      fd = openSync(abs, 'r');
-    } catch (e) {
-      throw new InputError(`${path}: cannot open weights (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, path);
-    }
+    const fd = openForRead(abs, path);
     try {
       const size = fstatSync(fd).size;
       const bad = (why: string) => new InputError(`${path}: not a valid safetensors file (${why})`, path);
       if (size < 8) throw bad(`only ${size} bytes`);
-      const lenBuf = Buffer.alloc(8);
-      readSync(fd, lenBuf, 0, 8, 0);
+      const lenBuf = readAt(fd, path, 0, 8, 'header length');
       const headerLen = Number(lenBuf.readBigUInt64LE(0));
       if (headerLen > MAX_HEADER || 8 + headerLen > size) throw bad(`header of ${headerLen} bytes in a ${size}-byte file`);
-      const hbuf = Buffer.alloc(headerLen);
-      readSync(fd, hbuf, 0, headerLen, 8);
+      const hbuf = readAt(fd, path, 8, headerLen, 'header');
       let header: Record<string, unknown>;
       try {
         header = JSON.parse(hbuf.toString('utf8')) as Record<string, unknown>;

@@ -7,7 +7,7 @@
 // the graphs hand to onnxruntime as external data. Anything else (a transposed view, a deflated
 // entry) is materialised as a contiguous copy in memory, on demand.
 
-import { openSync, readSync, closeSync } from 'node:fs';
+import { readHead, readRange } from './file-io.js';
 import { InputError } from '../core/errors.js';
 import { DType, DTYPE_BYTES, numel } from '../core/tensor.js';
 import { TensorRef, WeightStore } from './types.js';
@@ -44,22 +44,6 @@ function isContiguous(shape: readonly number[], stride: readonly number[]): bool
   return true;
 }
 
-/** Read the first bytes of a file (fewer if it is shorter). */
-function head(path: string, n: number): Uint8Array {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch (e) {
-    throw new InputError(`${path}: cannot open weights (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, path);
-  }
-  try {
-    const b = new Uint8Array(n);
-    const got = readSync(fd, b, 0, n, 0);
-    return b.subarray(0, got);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 export class TorchCheckpointStore implements WeightStore {
   private readonly slots: Map<string, Slot>;
@@ -73,7 +57,7 @@ export class TorchCheckpointStore implements WeightStore {
   }
 
   static open(path: string): TorchCheckpointStore {
-    const magic = head(path, 4);
+    const magic = readHead(path, 4);
     if (!looksLikeZip(magic)) {
       // Pre-1.6 torch.save (and `_use_new_zipfile_serialization=False`) writes a bare pickle
       // stream with tensors appended after it: no offsets to point at, so we do not read it.
@@ -129,18 +113,7 @@ export class TorchCheckpointStore implements WeightStore {
     const span = (extent(s) - s.storageOffset) * e;
     let src: Uint8Array;
     if (s.entry.method === ZIP_STORED) {
-      src = new Uint8Array(span);
-      const fd = openSync(this.zip.path, 'r');
-      try {
-        let done = 0;
-        while (done < span) {
-          const got = readSync(fd, src, done, span - done, s.dataOffset + s.storageOffset * e + done);
-          if (got === 0) throw new InputError(`${this.path}: unexpected end of file reading ${s.name}`, this.path);
-          done += got;
-        }
-      } finally {
-        closeSync(fd);
-      }
+      src = readRange(this.zip.path, s.dataOffset + s.storageOffset * e, span, `tensor ${s.name}`, this.path);
     } else {
       src = this.zip.read(s.entry).subarray(s.storageOffset * e, s.storageOffset * e + span);
     }

@@ -1,8 +1,8 @@
 // What every weight format reader produces: named tensor references that say where the bytes
 // live, so graphs can point onnxruntime at them (external data) instead of copying them.
 
-import { readSync, openSync, closeSync } from 'node:fs';
 import { DType, bytesToF32 } from '../core/tensor.js';
+import { readRange } from './file-io.js';
 
 export interface FileRange {
   readonly kind: 'file';
@@ -36,19 +36,7 @@ export interface WeightStore {
 export function readBytes(ref: TensorRef): Uint8Array {
   if (ref.source.kind === 'memory') return ref.source.bytes;
   const { path, offset, length } = ref.source;
-  const out = new Uint8Array(length);
-  const fd = openSync(path, 'r');
-  try {
-    let done = 0;
-    while (done < length) {
-      const n = readSync(fd, out, done, length - done, offset + done);
-      if (n === 0) throw new Error(`${path}: unexpected end of file reading ${ref.name}`);
-      done += n;
-    }
-  } finally {
-    closeSync(fd);
-  }
-  return out;
+  return readRange(path, offset, length, `tensor ${ref.name}`);
 }
 
 /** The tensor as float32 (bf16/f16/f64 upcast). */

@@ -13,10 +13,11 @@
 // central-directory header may carry a ZIP64 extra field (id 0x0001) with the 64-bit values of
 // those fields that read 0xFFFFFFFF, in the order: size, compressed size, local header offset.
 
-import { openSync, readSync, fstatSync, closeSync } from 'node:fs';
+import { fstatSync, closeSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { inflateRawSync } from 'node:zlib';
 import { InputError } from '../core/errors.js';
+import { openForRead, readAt, readRange } from './file-io.js';
 
 export const ZIP_STORED = 0;
 export const ZIP_DEFLATED = 8;
@@ -40,18 +41,6 @@ const SIG_ZIP64_EOCD = 0x06064b50;
 const SIG_CENTRAL = 0x02014b50;
 const SIG_LOCAL = 0x04034b50;
 const U32_MAX = 0xffffffff;
-
-/** Read exactly `length` bytes at `position` or fail with a message naming the file. */
-function readAt(fd: number, path: string, position: number, length: number): Buffer {
-  const buf = Buffer.alloc(length);
-  let done = 0;
-  while (done < length) {
-    const n = readSync(fd, buf, done, length - done, position + done);
-    if (n === 0) throw new InputError(`${path}: truncated zip archive (wanted ${length} bytes at offset ${position})`, path);
-    done += n;
-  }
-  return buf;
-}
 
 function u64(buf: Buffer, at: number, path: string): number {
   const v = buf.readBigUInt64LE(at);
@@ -83,12 +72,7 @@ export class ZipReader {
   /** Read the central directory of `path`. Throws InputError when it is not a readable zip. */
   static open(path: string): ZipReader {
     const abs = resolve(path);
-    let fd: number;
-    try {
-      fd = openSync(abs, 'r');
-    } catch (e) {
-      throw new InputError(`${path}: cannot open (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, path);
-    }
+    const fd = openForRead(abs, path);
     try {
       const size = fstatSync(fd).size;
       const bad = (why: string) => new InputError(`${path}: not a valid zip archive (${why})`, path);
@@ -96,7 +80,7 @@ export class ZipReader {
       // The EOCD is in the last 22 + 65535 bytes; scan backwards for its signature.
       const tailLen = Math.min(size, 22 + 0xffff);
       const tailStart = size - tailLen;
-      const tail = readAt(fd, path, tailStart, tailLen);
+      const tail = readAt(fd, path, tailStart, tailLen, 'zip directory');
       let eocd = -1;
       for (let i = tailLen - 22; i >= 0; i--) {
         if (tail.readUInt32LE(i) === SIG_EOCD && i + 22 + tail.readUInt16LE(i + 20) <= tailLen) {
@@ -110,11 +94,11 @@ export class ZipReader {
       let cdOffset = tail.readUInt32LE(eocd + 16);
       const eocdAbs = tailStart + eocd;
       if (eocdAbs >= 20) {
-        const loc = readAt(fd, path, eocdAbs - 20, 20);
+        const loc = readAt(fd, path, eocdAbs - 20, 20, 'zip directory');
         if (loc.readUInt32LE(0) === SIG_ZIP64_LOCATOR) {
           const z64At = u64(loc, 8, path);
           if (z64At + 56 > size) throw bad('ZIP64 end-of-central-directory record is past the end of the file');
-          const z = readAt(fd, path, z64At, 56);
+          const z = readAt(fd, path, z64At, 56, 'zip directory');
           if (z.readUInt32LE(0) !== SIG_ZIP64_EOCD) throw bad('bad ZIP64 end-of-central-directory signature');
           count = u64(z, 32, path);
           cdSize = u64(z, 40, path);
@@ -122,7 +106,7 @@ export class ZipReader {
         }
       }
       if (cdOffset + cdSize > size) throw bad(`central directory (${cdSize} bytes at ${cdOffset}) is past the end of the ${size}-byte file`);
-      const cd = readAt(fd, path, cdOffset, cdSize);
+      const cd = readAt(fd, path, cdOffset, cdSize, 'zip directory');
       const list: ZipEntry[] = [];
       let p = 0;
       for (let i = 0; i < count; i++) {
@@ -183,20 +167,15 @@ export class ZipReader {
    * central directory's, e.g. torch's alignment padding, so it must be read here).
    */
   dataOffset(entry: ZipEntry): number {
-    const fd = openSync(this.path, 'r');
-    try {
-      const h = readAt(fd, this.displayPath, entry.localHeaderOffset, 30);
-      if (h.readUInt32LE(0) !== SIG_LOCAL) {
-        throw new InputError(`${this.displayPath}: zip entry ${entry.name} has no local header at offset ${entry.localHeaderOffset}`, this.displayPath);
-      }
-      const at = entry.localHeaderOffset + 30 + h.readUInt16LE(26) + h.readUInt16LE(28);
-      if (at + entry.compressedSize > this.size) {
-        throw new InputError(`${this.displayPath}: truncated zip archive (entry ${entry.name} ends at ${at + entry.compressedSize}, file has ${this.size} bytes)`, this.displayPath);
-      }
-      return at;
-    } finally {
-      closeSync(fd);
+    const h = readRange(this.path, entry.localHeaderOffset, 30, `local header of ${entry.name}`, this.displayPath);
+    if (h.readUInt32LE(0) !== SIG_LOCAL) {
+      throw new InputError(`${this.displayPath}: zip entry ${entry.name} has no local header at offset ${entry.localHeaderOffset}`, this.displayPath);
     }
+    const at = entry.localHeaderOffset + 30 + h.readUInt16LE(26) + h.readUInt16LE(28);
+    if (at + entry.compressedSize > this.size) {
+      throw new InputError(`${this.displayPath}: truncated zip archive (entry ${entry.name} ends at ${at + entry.compressedSize}, file has ${this.size} bytes)`, this.displayPath);
+    }
+    return at;
   }
 
   /** The whole uncompressed content of an entry, in memory (stored: read; deflated: inflated). */
@@ -207,13 +186,7 @@ export class ZipReader {
       throw new InputError(`${where} uses unsupported compression method ${entry.method}`, this.displayPath);
     }
     const offset = this.dataOffset(entry);
-    const fd = openSync(this.path, 'r');
-    let raw: Buffer;
-    try {
-      raw = readAt(fd, this.displayPath, offset, entry.compressedSize);
-    } finally {
-      closeSync(fd);
-    }
+    const raw = readRange(this.path, offset, entry.compressedSize, `entry ${entry.name}`, this.displayPath);
     if (entry.method === ZIP_STORED) return raw;
     let out: Buffer;
     try {

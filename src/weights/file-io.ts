@@ -1,0 +1,47 @@
+// Reading byte ranges of weight files, with errors that name the file. Every reader in this
+// folder goes through these, so a missing or truncated file reads the same way everywhere.
+
+import { closeSync, openSync, readSync } from 'node:fs';
+import { InputError } from '../core/errors.js';
+
+/** Open for reading; `shown` is the path as the user gave it, for messages. */
+export function openForRead(path: string, shown = path): number {
+  try {
+    return openSync(path, 'r');
+  } catch (e) {
+    throw new InputError(`${shown}: cannot open (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, shown);
+  }
+}
+
+/** Exactly `length` bytes at `position` of an open file, or an InputError saying what was cut short. */
+export function readAt(fd: number, shown: string, position: number, length: number, what: string): Buffer {
+  const buf = Buffer.alloc(length);
+  let done = 0;
+  while (done < length) {
+    const n = readSync(fd, buf, done, length - done, position + done);
+    if (n === 0) throw new InputError(`${shown}: truncated (${what}: wanted ${length} bytes at offset ${position})`, shown);
+    done += n;
+  }
+  return buf;
+}
+
+/** Open, read exactly one range, close. */
+export function readRange(path: string, position: number, length: number, what: string, shown = path): Buffer {
+  const fd = openForRead(path, shown);
+  try {
+    return readAt(fd, shown, position, length, what);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Up to `n` first bytes of a file (fewer if it is shorter). */
+export function readHead(path: string, n: number): Uint8Array {
+  const fd = openForRead(path);
+  try {
+    const b = new Uint8Array(n);
+    return b.subarray(0, readSync(fd, b, 0, n, 0));
+  } finally {
+    closeSync(fd);
+  }
+}
