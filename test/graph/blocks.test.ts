@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Graph } from '../../src/graph/graph.js';
-import { resizeBilinear, roiAlign, layerNorm, linear } from '../../src/graph/blocks.js';
+import { resizeBilinear, roiAlign, layerNorm, linear, rmsNorm } from '../../src/graph/blocks.js';
 import { Session } from '../../src/runtime/session.js';
 import { fixture, relErr } from '../helpers/fixtures.js';
 
@@ -53,4 +53,14 @@ test('linear and layerNorm follow PyTorch layouts', async () => {
   const mean = -7 / 6;
   const sd = Math.sqrt(((-0.5 - mean) ** 2 + (-1 - mean) ** 2 + (-2 - mean) ** 2) / 3 + 1e-5);
   n.forEach((v, i) => assert.ok(Math.abs(v - ([-0.5, -1, -2][i]! - mean) / sd) < 1e-5));
+});
+
+test('rmsNorm: x / sqrt(mean(x^2) + eps) * w', async () => {
+  const g = new Graph('rms');
+  const x = g.input('x', 'F32', [1, 4]);
+  g.output(rmsNorm(g, x, g.constF32([1, 2, 1, 0.5], [4]), 1e-6), 'y');
+  const out = await runGraph(g, { x: { dims: [1, 4], data: new Float32Array([1, -2, 3, 4]) } });
+  const rms = Math.sqrt((1 + 4 + 9 + 16) / 4 + 1e-6);
+  const want = [1 / rms, -4 / rms, 3 / rms, 2 / rms];
+  Array.from(out.y!.data).forEach((v, i) => assert.ok(Math.abs(v - want[i]!) < 1e-6, `${v} vs ${want[i]}`));
 });
