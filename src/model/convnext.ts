@@ -6,6 +6,7 @@ import { Graph, Value } from '../graph/graph.js';
 import { conv2d, gelu, layerNorm, layerNorm2d, linear, toNCHW, toNHWC } from '../graph/blocks.js';
 import { InputError } from '../core/errors.js';
 import { Params } from './params.js';
+import { WeightStore } from '../weights/types.js';
 
 export interface ConvNextConfig {
   depths: number[];
@@ -17,17 +18,18 @@ export interface ConvNextConfig {
  * The architecture read off the checkpoint itself (block counts and channel widths), so the
  * same code serves every size; open_clip's config only names a timm model.
  */
-export function convNextConfig(p: Params, source: string): ConvNextConfig {
+export function convNextConfig(store: WeightStore, prefix = 'visual.trunk.'): ConvNextConfig {
   const depths: number[] = [];
   const dims: number[] = [];
-  if (!p.has('stem.0.weight')) throw new InputError(`${source}: no ConvNeXt trunk (missing visual.trunk.stem.0.weight)`, source);
-  for (let s = 0; p.has(`stages.${s}.blocks.0.conv_dw.weight`); s++) {
+  const dw = (s: number, b: number) => store.get(`${prefix}stages.${s}.blocks.${b}.conv_dw.weight`);
+  if (!store.get(`${prefix}stem.0.weight`)) throw new InputError(`${store.path}: no ConvNeXt trunk (missing ${prefix}stem.0.weight)`, store.path);
+  for (let s = 0; dw(s, 0); s++) {
     let d = 0;
-    while (p.has(`stages.${s}.blocks.${d}.conv_dw.weight`)) d++;
+    while (dw(s, d)) d++;
     depths.push(d);
-    dims.push(p.shape(`stages.${s}.blocks.0.conv_dw.weight`)[0]!);
+    dims.push(dw(s, 0)!.shape[0]!);
   }
-  if (depths.length !== 4) throw new InputError(`${source}: expected 4 ConvNeXt stages, found ${depths.length}`, source);
+  if (depths.length !== 4) throw new InputError(`${store.path}: expected 4 ConvNeXt stages, found ${depths.length}`, store.path);
   return { depths, dims, eps: 1e-6 };
 }
 

@@ -142,7 +142,7 @@ function batchItem(t: F32Tensor, i: number): F32Tensor {
 
 function deriveShapes(w: VisionWeights, s: VisionSettings): VisionShapes {
   const clip = w.clipConfig;
-  const convnext = convNextConfig(new Params(new Graph('probe'), w.convnext, 'visual.trunk.'), w.convnext.path);
+  const convnext = convNextConfig(w.convnext);
   const stageSizes: [number, number][] = STAGES.map((l) => {
     const side = s.imageSizeAux / (4 * 2 ** l);
     return [side, side];
@@ -151,7 +151,7 @@ function deriveShapes(w: VisionWeights, s: VisionSettings): VisionShapes {
   if (stageSizes[3]![0] !== grid) {
     throw new InputError(`image_size_aux ${s.imageSizeAux} gives a ${stageSizes[3]![0]}-pixel last ConvNeXt stage; the fusion needs the CLIP grid of ${grid}`);
   }
-  const llmWidth = projectorWidth(new Params(new Graph('probe'), w.checkpoint, 'projector.'));
+  const llmWidth = projectorWidth(w.checkpoint);
   return { clip, convnext, stageSizes, llmWidth };
 }
 

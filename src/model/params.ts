@@ -20,18 +20,6 @@ export class Params {
     return new Params(this.g, this.store, this.prefix + prefix);
   }
 
-  has(key: string): boolean {
-    return this.store.get(this.prefix + key) !== undefined;
-  }
-
-  /** Shape of a tensor, or an error naming it when it is missing. */
-  shape(key: string): readonly number[] {
-    const full = this.prefix + key;
-    const t = this.store.get(full);
-    if (!t) throw new InputError(`${this.store.path}: missing tensor ${full}`, this.store.path);
-    return t.shape;
-  }
-
   /** The tensor as a float32 graph value; its shape must equal `shape`. */
   take(key: string, shape: readonly number[]): Value {
     const full = this.prefix + key;

@@ -5,6 +5,7 @@ import { Graph, Value } from '../graph/graph.js';
 import { gelu, linear } from '../graph/blocks.js';
 import { InputError } from '../core/errors.js';
 import { Params } from './params.js';
+import { WeightStore } from '../weights/types.js';
 
 /** [..., inDim] -> [..., outDim] */
 export function projector(g: Graph, p: Params, depth: number, inDim: number, outDim: number, x: Value, name: string): Value {
@@ -17,7 +18,9 @@ export function projector(g: Graph, p: Params, depth: number, inDim: number, out
   return h;
 }
 
-/** The LLM width, read off the checkpoint. */
-export function projectorWidth(p: Params): number {
-  return p.shape('model.0.weight')[0]!;
+/** The LLM width, read off the checkpoint's `<prefix>model.0.weight` [H, in]. */
+export function projectorWidth(store: WeightStore, prefix = 'projector.'): number {
+  const t = store.get(`${prefix}model.0.weight`);
+  if (!t) throw new InputError(`${store.path}: missing tensor ${prefix}model.0.weight`, store.path);
+  return t.shape[0]!;
 }
