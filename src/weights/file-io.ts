@@ -1,8 +1,22 @@
 // Reading byte ranges of weight files, with errors that name the file. Every reader in this
 // folder goes through these, so a missing or truncated file reads the same way everywhere.
 
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, openSync, readSync, realpathSync } from 'node:fs';
 import { InputError } from '../core/errors.js';
+
+/**
+ * The file's absolute path with symbolic links resolved. Tensor byte ranges carry this path:
+ * onnxruntime resolves links itself and refuses external data whose real path leaves the
+ * folder it was given, which a Hugging Face cache (snapshot links into blobs/) would do.
+ */
+export function realPath(path: string, shown = path): string {
+  try {
+    return realpathSync(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new InputError(code === 'ENOENT' ? `${shown}: no such file` : `${shown}: cannot open (${code ?? (e as Error).message})`, shown);
+  }
+}
 
 /** Open for reading; `shown` is the path as the user gave it, for messages. */
 export function openForRead(path: string, shown = path): number {

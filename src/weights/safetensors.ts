@@ -3,11 +3,10 @@
 // Only the header is read; tensors stay in the file as byte ranges.
 
 import { fstatSync, closeSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { InputError } from '../core/errors.js';
 import { DType, DTYPE_BYTES, numel } from '../core/tensor.js';
 import { TensorRef, WeightStore } from './types.js';
-import { openForRead, readAt } from './file-io.js';
+import { openForRead, readAt, realPath } from './file-io.js';
 
 const MAX_HEADER = 100 * 1024 * 1024;
 
@@ -19,7 +18,7 @@ export class SafetensorsStore implements WeightStore {
   ) {}
 
   static open(path: string): SafetensorsStore {
-    const abs = resolve(path);
+    const abs = realPath(path);
     const fd = openForRead(abs, path);
     try {
       const size = fstatSync(fd).size;

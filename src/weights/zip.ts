@@ -14,10 +14,9 @@
 // those fields that read 0xFFFFFFFF, in the order: size, compressed size, local header offset.
 
 import { fstatSync, closeSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { inflateRawSync } from 'node:zlib';
 import { InputError } from '../core/errors.js';
-import { openForRead, readAt, readRange } from './file-io.js';
+import { openForRead, readAt, readRange, realPath } from './file-io.js';
 
 export const ZIP_STORED = 0;
 export const ZIP_DEFLATED = 8;
@@ -71,7 +70,7 @@ export class ZipReader {
 
   /** Read the central directory of `path`. Throws InputError when it is not a readable zip. */
   static open(path: string): ZipReader {
-    const abs = resolve(path);
+    const abs = realPath(path);
     const fd = openForRead(abs, path);
     try {
       const size = fstatSync(fd).size;

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, truncateSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, TINY, absErr, fixture, relErr } from '../helpers/fixtures.js';
 import { SafetensorsStore } from '../../src/weights/safetensors.js';
@@ -72,6 +72,23 @@ test('encode without boxes writes no object tokens', async () => {
   assert.deepEqual(s.get('box_tokens')!.shape, [0, 16]);
   assert.deepEqual(s.get('boxes')!.shape, [0, 4]);
   assert.ok(relErr(readF32(s.get('image_tokens')!), fixture('C.image_tokens').data) < 1e-4);
+});
+
+test('encode through a Hugging Face cache layout (files are links into blobs/)', async () => {
+  const root = tempDir();
+  mkdirSync(join(root, 'blobs'));
+  mkdirSync(join(root, 'snapshot'));
+  mkdirSync(join(root, 'clip'));
+  copyFileSync(join(TINY, 'mgllava', 'iter_1.pth'), join(root, 'blobs', 'a1'));
+  symlinkSync('../blobs/a1', join(root, 'snapshot', 'iter_1.pth'));
+  copyFileSync(join(TINY, 'clip', 'model.safetensors'), join(root, 'blobs', 'b2'));
+  symlinkSync('../blobs/b2', join(root, 'clip', 'model.safetensors'));
+  copyFileSync(join(TINY, 'clip', 'config.json'), join(root, 'clip', 'config.json'));
+  const out = join(tempDir(), 'tokens.safetensors');
+  const r = await mgllava(['encode', '--checkpoint', join(root, 'snapshot', 'iter_1.pth'), '--visual-encoder', join(root, 'clip'),
+    '--visual-encoder-aux', join(TINY, 'convnext'), '--image', IMAGE, '--boxes', BOXES, '--out', out, '-q']);
+  assert.equal(r.code, 0, r.stderr);
+  checkTokens(out);
 });
 
 /** A model folder whose checkpoint is `checkpointName`, other parts from the fixtures. */
