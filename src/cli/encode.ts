@@ -3,11 +3,11 @@
 import { existsSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { InputError } from '../core/errors.js';
-import { MgLlava, VisualTokens } from '../model/mg-llava.js';
+import { MgLlava } from '../model/mg-llava.js';
+import { writeVisualCache } from '../model/visual-cache.js';
 import { ModelSpec } from '../model/model-files.js';
 import { decodeImage } from '../preprocess/decode.js';
 import { readBoxFile } from '../preprocess/box-file.js';
-import { writeSafetensors } from '../weights/write-safetensors.js';
 import { Progress } from './progress.js';
 
 export interface EncodeArgs extends ModelSpec {
@@ -30,7 +30,7 @@ export async function runEncode(a: EncodeArgs): Promise<void> {
   try {
     const tokens = await progress.step(`encoding ${a.image} (${image.width}x${image.height})`, () =>
       model.encode(image, detections, { limit: a.boxLimit === 0 ? null : a.boxLimit }));
-    await progress.step(`writing ${a.out}`, () => writeTokens(a.out, tokens, a));
+    await progress.step(`writing ${a.out}`, () => writeVisualCache(a.out, tokens, { image: a.image }));
   } finally {
     await model.release();
   }
@@ -40,19 +40,4 @@ function checkOutputPath(out: string): void {
   const abs = resolve(out);
   if (existsSync(abs) && statSync(abs).isDirectory()) throw new InputError(`${out}: --out is a folder, expected a file path`, out);
   if (!existsSync(dirname(abs))) throw new InputError(`${out}: folder ${dirname(abs)} does not exist (--out)`, out);
-}
-
-function writeTokens(out: string, t: VisualTokens, a: EncodeArgs): void {
-  const tensor = (name: string, x: { dims: readonly number[]; data: Float32Array }) => ({ name, dtype: 'F32' as const, shape: x.dims, data: x.data });
-  writeSafetensors(out, [
-    tensor('image_tokens', t.imageTokens),
-    tensor('box_tokens', t.boxTokens),
-    tensor('boxes', t.boxes),
-    tensor('pixel_values', t.pixelValues),
-    tensor('pixel_values_aux', t.pixelValuesAux),
-  ], {
-    format: 'mgllava-visual-tokens',
-    labels: JSON.stringify(t.labels),
-    image: a.image,
-  });
 }
