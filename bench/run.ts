@@ -48,7 +48,8 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 async function main(): Promise<void> {
   log(`load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}, ${THREADS} threads, ${RUNS} runs`);
   const modelDir = cachedModel();
-  const [model, loadS] = await time(() => MgLlava.load({ model: modelDir }, { threads: THREADS }));
+  const [model, loadS] = await time(() => MgLlava.load({ model: modelDir }, { threads: THREADS, llm: false }));
+  const vision = await model.visionModel();
   const image = await decodeImage(join(TINY, 'example.jpg'));
   const det = await readBoxFile(join(TINY, 'boxes_raw.json'));
 
@@ -57,10 +58,10 @@ async function main(): Promise<void> {
   for (let i = 0; i < RUNS; i++) {
     const [pre, tp] = await time(() => clipPreprocess(image, { size: 768 }));
     const aux = { dims: [1, 3, 768, 768], data: pre.pixelValues };
-    const [low, tv] = await time(() => model.vision.lowResView(aux));
-    const [enc, te] = await time(() => model.vision.encodeImage(low, aux));
+    const [low, tv] = await time(() => vision.lowResView(aux));
+    const [enc, te] = await time(() => vision.encodeImage(low, aux));
     const boxes = prepareBoxes(det, pre.geometry).boxes;
-    const [, tb] = await time(() => model.vision.encodeBoxes(enc.stages, boxes));
+    const [, tb] = await time(() => vision.encodeBoxes(enc.stages, boxes));
     t.preprocess!.push(tp); t.view!.push(tv); t.encoder!.push(te); t.boxes!.push(tb);
     last = { aux: pre.pixelValues, low: low.data, boxes };
   }

@@ -26,7 +26,7 @@ export async function runEncode(a: EncodeArgs): Promise<void> {
   // Inputs first: a bad image or box file fails before the model is loaded.
   const image = await decodeImage(a.image, { maxPixels: a.maxPixels });
   const detections = a.boxes ? await readBoxFile(a.boxes) : undefined;
-  const model = await progress.step('loading model', () => MgLlava.load(a, { threads: a.threads }));
+  const model = await progress.step('loading model', () => MgLlava.load(a, { threads: a.threads, llm: false }));
   try {
     const tokens = await progress.step(`encoding ${a.image} (${image.width}x${image.height})`, () =>
       model.encode(image, detections, { limit: a.boxLimit === 0 ? null : a.boxLimit }));

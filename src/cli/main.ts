@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { InputError } from '../core/errors.js';
 import { runEncode } from './encode.js';
+import { runChat } from './chat.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 /** The tiny random-weight model shipped with the package (reference fixtures layout). */
@@ -16,6 +17,12 @@ export const BUNDLED_MODEL = join(ROOT, 'fixtures', 'tiny', 'mgllava');
 function nonNegativeInt(v: string): number {
   const n = Number(v);
   if (!/^\d+$/.test(v) || !Number.isSafeInteger(n)) throw new InvalidArgumentError('expected a non-negative integer');
+  return n;
+}
+
+function number(v: string): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError('expected a number');
   return n;
 }
 
@@ -53,12 +60,34 @@ export function buildProgram(): Command {
     .addOption(new Option('--max-pixels <n>', 'refuse images with more pixels than this').argParser(positiveInt).default(100_000_000))
     .option('-q, --quiet', 'no progress on stderr')
     .action(async (o) => runEncode({ ...o, model: o.model ?? defaultModel(o) }));
+  modelOptions(program.command('chat'))
+    .description('ask a question, about an image or not; without a question, an interactive session')
+    .argument('[question...]', 'the question (words are joined with spaces); omit for an interactive session')
+    .option('--image <file>', 'image to ask about (JPEG, PNG, WebP, ...)')
+    .option('--boxes <file>', 'detector boxes JSON for the image (as for encode)')
+    .option('--visual-cache <file>', 'visual tokens written by `mgllava encode` (instead of --image/--boxes)')
+    .option('--template <name>', 'prompt template: vicuna, llama3_chat, phi3_chat, qwen_chat (default: the model config\'s)')
+    .option('--system <text>', 'system text for the template')
+    .option('--max-new-tokens <n>', 'most tokens to generate', positiveInt, 2048)
+    .option('--temperature <t>', 'sampling temperature; 0 = greedy', number, 0.1)
+    .option('--top-k <k>', 'sample from the k most likely tokens (0 = off)', nonNegativeInt, 40)
+    .option('--top-p <p>', 'sample from the smallest set with this much probability (1 = off)', number, 0.75)
+    .option('--repetition-penalty <r>', '> 1 discourages repeating generated tokens', number, 1)
+    .option('--seed <n>', 'random seed for sampling', nonNegativeInt, 0)
+    .option('--box-limit <n>', 'box cap as for encode (0 = no cap)', nonNegativeInt, 100)
+    .addOption(new Option('--max-pixels <n>', 'refuse images with more pixels than this').argParser(positiveInt).default(100_000_000))
+    .option('--json', 'print one JSON object (text, ids, prompt_tokens, logprobs, timings) instead of streaming text')
+    .option('-q, --quiet', 'no progress on stderr')
+    .action(async (words: string[], o) => {
+      const question = words.length ? words.join(' ') : undefined;
+      await runChat(question, { ...o, model: o.model ?? defaultModel(o) });
+    });
   return program;
 }
 
 /** The bundled model when the user named no model parts at all. */
-function defaultModel(o: { checkpoint?: string; visualEncoder?: string; visualEncoderAux?: string }): string | undefined {
-  return o.checkpoint || o.visualEncoder || o.visualEncoderAux ? undefined : BUNDLED_MODEL;
+function defaultModel(o: { checkpoint?: string; llm?: string; visualEncoder?: string; visualEncoderAux?: string }): string | undefined {
+  return o.checkpoint || o.llm || o.visualEncoder || o.visualEncoderAux ? undefined : BUNDLED_MODEL;
 }
 
 async function main(argv: string[]): Promise<void> {

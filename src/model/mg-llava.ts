@@ -1,13 +1,20 @@
-// The MG-LLaVA spine. Field names follow the checkpoint prefixes; this issue's part is the
-// vision side: image (+ detector boxes) -> visual tokens, the cache that chat reuses.
+// The MG-LLaVA spine. Field names follow the checkpoint prefixes: the vision side
+// (visual_encoder, visual_encoder_aux, fuse_module, projector, bbox_projector) turns an image and
+// its boxes into visual tokens; `llm` (with the checkpoint's llm.* weights) answers.
 
 import { F32Tensor } from '../core/tensor.js';
+import { InputError } from '../core/errors.js';
 import { RgbImage } from '../preprocess/image.js';
 import { clipPreprocess } from '../preprocess/clip-image.js';
 import { BoxOptions, Detections, prepareBoxes } from '../preprocess/boxes.js';
+import { openWeights } from '../weights/open.js';
+import { Tokenizer } from '../tokenizer/tokenizer.js';
+import { PromptTemplate, getTemplate } from '../tokenizer/templates.js';
 import { ModelFiles, ModelSpec, resolveModelFiles } from './model-files.js';
 import { VisionModel, VisionOptions } from './mg-llava-vision.js';
 import { loadVisionModel } from './load-vision.js';
+import { CausalLM } from './llm/causal-lm.js';
+import { ChatInput, ChatStream, chatTurn } from './chat.js';
 
 export interface VisualTokens {
   /** [N, H]: fused CLIP/ConvNeXt tokens after `projector` (576 x H). */
@@ -24,24 +31,71 @@ export interface VisualTokens {
   pixelValuesAux: F32Tensor;
 }
 
-export class MgLlava {
-  private constructor(readonly files: ModelFiles, readonly vision: VisionModel) {}
+export interface LoadOptions extends VisionOptions {
+  /** Prompt template name, overriding mgllava_config.json's prompt_template. */
+  template?: string;
+  /** Load the LLM and tokenizer (default true; `encode` needs only the vision side). */
+  llm?: boolean;
+}
 
-  static async load(spec: ModelSpec, opts: VisionOptions = {}): Promise<MgLlava> {
+/** A chat request: an image (decoded, with optional detector boxes) or its cached visual tokens. */
+export interface ChatRequest extends ChatInput {
+  image?: RgbImage;
+  detections?: Detections;
+  boxOptions?: BoxOptions;
+  visualTokens?: Pick<VisualTokens, 'imageTokens' | 'boxTokens'>;
+}
+
+interface Language {
+  llm: CausalLM;
+  tokenizer: Tokenizer;
+  template: PromptTemplate;
+}
+
+export class MgLlava {
+  private vision?: Promise<VisionModel>;
+
+  private constructor(
+    readonly files: ModelFiles,
+    private readonly opts: LoadOptions,
+    private readonly language?: Language,
+  ) {}
+
+  static async load(spec: ModelSpec, opts: LoadOptions = {}): Promise<MgLlava> {
     const files = resolveModelFiles(spec);
-    return new MgLlava(files, await loadVisionModel(files, opts));
+    if (opts.llm === false) {
+      const m = new MgLlava(files, opts);
+      await m.visionModel();
+      return m;
+    }
+    if (!files.llm) throw new InputError('no LLM folder: set "llm" in mgllava_config.json or pass --llm', '--llm');
+    const template = getTemplate(opts.template ?? files.promptTemplate);
+    const tokenizer = Tokenizer.fromFolder(files.llm);
+    const llm = await CausalLM.load(files.llm, { checkpoint: openWeights(files.checkpoint), threads: opts.threads });
+    return new MgLlava(files, opts, { llm, tokenizer, template });
+  }
+
+  /** The vision side, built on first use (a text-only or cached-token chat never needs it). */
+  visionModel(): Promise<VisionModel> {
+    this.vision ??= loadVisionModel(this.files, this.opts);
+    return this.vision;
+  }
+
+  get template(): PromptTemplate | undefined {
+    return this.language?.template;
   }
 
   /** Visual tokens of one decoded image and, optionally, its detector boxes. */
   async encode(image: RgbImage, detections?: Detections, boxOptions?: BoxOptions): Promise<VisualTokens> {
-    const S = this.vision.settings.imageSizeAux;
+    const vision = await this.visionModel();
+    const S = vision.settings.imageSizeAux;
     const pre = clipPreprocess(image, { size: S });
     const aux: F32Tensor = { dims: [1, 3, S, S], data: pre.pixelValues };
-    const low = await this.vision.lowResView(aux);
-    const enc = await this.vision.encodeImage(low, aux);
+    const low = await vision.lowResView(aux);
+    const enc = await vision.encodeImage(low, aux);
     const boxes = detections ? prepareBoxes(detections, pre.geometry, boxOptions) : undefined;
     const boxData = boxes?.boxes ?? new Float32Array(0);
-    const objects = await this.vision.encodeBoxes(enc.stages, boxData);
+    const objects = await vision.encodeBoxes(enc.stages, boxData);
     return {
       imageTokens: drop0(enc.imageTokens),
       boxTokens: objects.boxTokens,
@@ -52,8 +106,29 @@ export class MgLlava {
     };
   }
 
+  /**
+   * Answer a question, optionally about an image; iterate the stream for tokens as they come,
+   * or await `.result` / `.complete()` for the whole answer.
+   */
+  chat(req: ChatRequest): ChatStream {
+    const language = this.language;
+    if (!language) throw new Error('this model was loaded without its LLM (llm: false)');
+    if (req.detections && !req.image) throw new InputError('boxes were given without an image');
+    return new ChatStream(async function* (this: MgLlava) {
+      let visual = req.visualTokens;
+      let encodeMs = 0;
+      if (!visual && req.image) {
+        const t0 = performance.now();
+        visual = await this.encode(req.image, req.detections, req.boxOptions);
+        encodeMs = performance.now() - t0;
+      }
+      return yield* chatTurn(language, req, visual, encodeMs);
+    }.bind(this));
+  }
+
   async release(): Promise<void> {
-    await this.vision.release();
+    if (this.vision) await (await this.vision).release();
+    await this.language?.llm.release();
   }
 }
 

@@ -27,7 +27,8 @@ function buildFolder(): string {
 }
 
 test('a model of other sizes encodes, and its object features follow the reference RoIAlign chain', async () => {
-  const model = await MgLlava.load({ model: buildFolder() });
+  const model = await MgLlava.load({ model: buildFolder() }, { llm: false });
+  const vision = await model.visionModel();
   try {
     // Portrait crop of the example (other geometry than the fixtures) with a few boxes.
     const img = await decodeImage(join(TINY, 'example.jpg'));
@@ -44,9 +45,9 @@ test('a model of other sizes encodes, and its object features follow the referen
     assert.ok(tokens.imageTokens.data.every(Number.isFinite));
 
     // Object features against resize + RoiAlign + mean, on the same stages.
-    const enc = await model.vision.encodeImage({ dims: [1, 3, 336, 336], data: tokens.pixelValues.data },
+    const enc = await vision.encodeImage({ dims: [1, 3, 336, 336], data: tokens.pixelValues.data },
       { dims: [1, 3, 768, 768], data: tokens.pixelValuesAux.data });
-    const ours = await model.vision.encodeBoxes(enc.stages, tokens.boxes.data);
+    const ours = await vision.encodeBoxes(enc.stages, tokens.boxes.data);
     const g = new Graph('reference_roi');
     const ins = enc.stages.map((s, l) => g.input(`s${l}`, 'F32', s.dims));
     const cat = g.op1('Concat', ins.map((v, l) => (l === 0 ? v : resizeBilinear(g, v, 192, 192))), { axis: 1 });

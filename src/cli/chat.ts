@@ -1,0 +1,152 @@
+// `mgllava chat`: one question (streamed to stdout, or one JSON object with --json), or an
+// interactive multi-turn session like the release's chat.py (double Enter ends a question,
+// RESET clears the history, EXIT quits).
+
+import { InputError } from '../core/errors.js';
+import { MgLlava, ChatRequest, VisualTokens } from '../model/mg-llava.js';
+import { ModelSpec } from '../model/model-files.js';
+import { ChatResult, ChatTurn } from '../model/chat.js';
+import { readVisualCache } from '../model/visual-cache.js';
+import { decodeImage } from '../preprocess/decode.js';
+import { readBoxFile } from '../preprocess/box-file.js';
+import { GenerationOptions } from '../generate/generate.js';
+import { Progress } from './progress.js';
+
+export interface ChatArgs extends ModelSpec {
+  image?: string;
+  boxes?: string;
+  visualCache?: string;
+  template?: string;
+  system?: string;
+  maxNewTokens: number;
+  temperature: number;
+  topK: number;
+  topP: number;
+  repetitionPenalty: number;
+  seed: number;
+  boxLimit: number;
+  maxPixels: number;
+  threads?: number;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+export async function runChat(question: string | undefined, a: ChatArgs): Promise<void> {
+  if (a.visualCache && (a.image || a.boxes)) throw new InputError('--visual-cache replaces --image and --boxes; give one or the other', '--visual-cache');
+  if (a.boxes && !a.image) throw new InputError('--boxes needs --image', '--boxes');
+  if (question !== undefined) checkUtf8(question);
+  const progress = new Progress(!a.quiet && !a.json);
+  // Inputs first: a bad image, box or cache file fails before the model is loaded.
+  const image = a.image ? await decodeImage(a.image, { maxPixels: a.maxPixels }) : undefined;
+  const detections = a.boxes ? await readBoxFile(a.boxes) : undefined;
+  const cached = a.visualCache ? readVisualCache(a.visualCache) : undefined;
+
+  const t0 = performance.now();
+  const model = await progress.step('loading model', () => MgLlava.load(a, { threads: a.threads, template: a.template }));
+  const loadMs = performance.now() - t0;
+  try {
+    let visual: VisualTokens | undefined = cached;
+    let encodeMs = 0;
+    if (image) {
+      const t1 = performance.now();
+      visual = await progress.step(`encoding ${a.image}`, () => model.encode(image, detections, { limit: a.boxLimit === 0 ? null : a.boxLimit }));
+      encodeMs = performance.now() - t1;
+    }
+    const generation: GenerationOptions = {
+      maxNewTokens: a.maxNewTokens,
+      temperature: a.temperature,
+      topK: a.topK,
+      topP: a.topP,
+      repetitionPenalty: a.repetitionPenalty,
+      seed: a.seed,
+    };
+    const ask = (prompt: string, history: ChatTurn[]) =>
+      answer(model, { prompt, history, system: a.system, generation, visualTokens: visual }, !a.json);
+    if (question !== undefined) {
+      const r = await ask(question, []);
+      if (a.json) process.stdout.write(`${JSON.stringify(toJson(r, loadMs, encodeMs))}\n`);
+    } else {
+      await interactive(ask);
+    }
+  } finally {
+    await model.release();
+  }
+}
+
+/** Stream one answer to stdout (unless quiet); returns the whole result. */
+async function answer(model: MgLlava, req: ChatRequest, stream: boolean): Promise<ChatResult> {
+  const s = model.chat(req);
+  for await (const t of s) if (stream && t.text) process.stdout.write(t.text);
+  if (stream) process.stdout.write('\n');
+  return s.result;
+}
+
+function toJson(r: ChatResult, loadMs: number, encodeMs: number) {
+  return {
+    text: r.text,
+    ids: r.ids,
+    prompt_tokens: r.promptTokens,
+    finish_reason: r.finishReason,
+    logprobs: r.logprobs.map((l) => ({ id: l.id, logprob: l.logprob, top: l.top.map((t) => ({ id: t.id, logprob: t.logprob })) })),
+    timings: {
+      load_ms: round(loadMs),
+      encode_ms: round(encodeMs),
+      prefill_ms: round(r.timings.prefillMs),
+      decode_tokens_per_s: round(r.timings.decodeTokensPerS),
+    },
+  };
+}
+
+const round = (x: number) => Math.round(x * 100) / 100;
+
+function checkUtf8(text: string): void {
+  // Node decodes invalid UTF-8 in argv to U+FFFD; a question can't be tokenised faithfully then.
+  if (text.includes('\uFFFD')) throw new InputError('the question is not valid UTF-8', 'question');
+}
+
+/** The release's loop: a question ends at an empty line; RESET clears history; EXIT quits. */
+async function interactive(ask: (q: string, h: ChatTurn[]) => Promise<ChatResult>): Promise<void> {
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  let history: ChatTurn[] = [];
+  let lines: string[] = [];
+  const promptUser = () => process.stderr.write('\ndouble enter to end input (EXIT: exit chat, RESET: reset history) >>> ');
+  const submit = async (): Promise<boolean> => {
+    const text = lines.join('\n');
+    lines = [];
+    if (text.trim() === 'EXIT') return false;
+    if (text.trim() === 'RESET') {
+      history = [];
+      process.stderr.write('history cleared\n');
+    } else if (text.trim()) {
+      const r = await ask(text, history);
+      history = [...history, { question: text, answer: r.text }];
+    }
+    promptUser();
+    return true;
+  };
+  promptUser();
+  let pending = Buffer.alloc(0);
+  for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
+    pending = Buffer.concat([pending, chunk]);
+    let nl: number;
+    while ((nl = pending.indexOf(10)) >= 0) {
+      const raw = pending.subarray(0, nl);
+      pending = pending.subarray(nl + 1);
+      let line: string;
+      try {
+        line = decoder.decode(raw).replace(/\r$/, '');
+      } catch {
+        process.stderr.write('invalid characters (not UTF-8) in that line; enter it again\n');
+        continue;
+      }
+      if (line === '' && lines.length) {
+        if (!(await submit())) return;
+      } else if (line !== '') {
+        lines.push(line);
+        if (line.trim() === 'EXIT' || line.trim() === 'RESET') if (!(await submit())) return;
+      }
+    }
+  }
+  if (pending.length) lines.push(decoder.decode(pending));
+  if (lines.length) await submit();
+}
