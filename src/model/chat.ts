@@ -4,7 +4,7 @@
 
 import { F32Tensor } from '../core/tensor.js';
 import { InputError } from '../core/errors.js';
-import { CausalLM } from './llm/causal-lm.js';
+import { CausalLM, contextError } from './llm/causal-lm.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
 import { PromptTemplate, buildPrompt, promptChunks } from '../tokenizer/templates.js';
 import { generate, GeneratedToken, GenerationOptions, GenerationResult } from '../generate/generate.js';
@@ -100,8 +100,10 @@ export async function* chatTurn(parts: ChatParts, input: ChatInput, image?: Imag
   const chunks = promptChunks(tokenizer, prompt);
   const embeds = await assemble(llm, chunks, image);
   const promptTokens = embeds.dims[0]!;
-  const o = input.generation ?? {};
-  llm.checkContext(promptTokens, o.maxNewTokens ?? 512);
+  // The prompt must fit; the answer is cut where the context ends (as HF's max_length does).
+  const context = llm.config.maxPositions;
+  if (promptTokens >= context) throw contextError(promptTokens, 0, context);
+  const o = { ...input.generation, maxNewTokens: Math.min(input.generation?.maxNewTokens ?? 512, context - promptTokens) };
 
   const cache = llm.newCache();
   const t0 = performance.now();
