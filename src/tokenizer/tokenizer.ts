@@ -46,19 +46,13 @@ function cleanUpTokenization(text: string): string {
   return text;
 }
 
-/** Length of the longest suffix of `text` that is a proper prefix of a clean-up pattern. */
-function cleanupHoldLength(text: string): number {
-  let hold = 0;
-  for (const [from] of CLEANUP_PATTERNS) {
-    for (let k = Math.min(from.length - 1, text.length); k > hold; k--) {
-      if (text.endsWith(from.slice(0, k))) {
-        hold = k;
-        break;
-      }
-    }
-  }
-  return hold;
-}
+/**
+ * How many trailing characters of cleaned text may still change when more text is appended. Each
+ * replacement pass scans left to right without overlaps, so appending can only alter what that
+ * pass made of its input's last (pattern length - 1) characters, and replacements never lengthen
+ * the text; over all passes the unsettled tail is at most the sum of (length - 1).
+ */
+const CLEANUP_LAG = CLEANUP_PATTERNS.reduce((n, [from]) => n + from.length - 1, 0);
 
 /** `bos_token` etc. in tokenizer_config.json: a string, an AddedToken dict, or null. */
 function tokenContent(v: unknown): string | undefined {
@@ -363,10 +357,12 @@ export class Tokenizer {
         raw = '';
         return out;
       }
-      const stable = final ? raw : raw.slice(0, raw.length - cleanupHoldLength(raw));
-      const text = cleanUpTokenization(stable);
-      const out = text.slice(cleanedOut);
-      cleanedOut = text.length;
+      const text = cleanUpTokenization(raw);
+      let upto = final ? text.length : Math.max(cleanedOut, text.length - CLEANUP_LAG);
+      const last = text.charCodeAt(upto - 1);
+      if (!final && upto > cleanedOut && last >= 0xd800 && last <= 0xdbff) upto--; // keep pairs whole
+      const out = text.slice(cleanedOut, upto);
+      cleanedOut = upto;
       return out;
     };
 

@@ -309,3 +309,26 @@ test('stream: valid UTF-8 from random characters never yields U+FFFD', () => {
     }
   }
 });
+
+test('clean_up_tokenization_spaces: ignored for BPE (transformers 5) unless forced, and streamed exactly', () => {
+  const tj = JSON.parse(readFileSync(join(LLAMA2_DIR, 'tokenizer.json'), 'utf8')) as object;
+  const cfg = JSON.parse(readFileSync(join(LLAMA2_DIR, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
+  const text = "Hello , world . It 's what I 've said ! Is n't it ?";
+  const plain = Tokenizer.fromJson(tj, { ...cfg, clean_up_tokenization_spaces: true });
+  const ids = plain.encode(text, { addSpecialTokens: false });
+  assert.equal(plain.decode(ids), text);
+  const forced = Tokenizer.fromJson(tj, {
+    ...cfg,
+    clean_up_tokenization_spaces: true,
+    clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output: true,
+  });
+  assert.equal(forced.decode(ids), "Hello, world. It's what I've said! Isn't it?");
+  checkStream(forced, ids);
+  const rand = mulberry32(7);
+  const words = ['a', ' .', ' ?', ' !', ' ,', " '", ' n', "'t", "'s", 're', 've', 'm', ' ', 'x'];
+  for (let n = 0; n < 60; n++) {
+    let s = '';
+    for (let i = 0; i < 12; i++) s += words[Math.floor(rand() * words.length)];
+    checkStream(forced, forced.encode(s, { addSpecialTokens: false }));
+  }
+});
