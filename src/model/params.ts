@@ -6,6 +6,7 @@
 import { Graph, Value } from '../graph/graph.js';
 import { InputError } from '../core/errors.js';
 import { WeightStore } from '../weights/types.js';
+import { DType } from '../core/tensor.js';
 
 export class Params {
   constructor(
@@ -22,6 +23,12 @@ export class Params {
 
   /** The tensor as a float32 graph value; its shape must equal `shape`. */
   take(key: string, shape: readonly number[]): Value {
+    const { value, dtype } = this.raw(key, shape);
+    return dtype === 'F32' ? value : this.g.op1('Cast', [value], { to: 1 }, { name: `${this.prefix}${key}.f32` });
+  }
+
+  /** The float tensor in its stored dtype (no upcast), for ops that read a few rows of it. */
+  raw(key: string, shape: readonly number[]): { value: Value; dtype: DType } {
     const full = this.prefix + key;
     const t = this.store.get(full);
     if (!t) throw new InputError(`${this.store.path}: missing tensor ${full} (expected shape [${shape.join(', ')}])`, this.store.path);
@@ -31,14 +38,12 @@ export class Params {
         this.store.path,
       );
     }
+    if (!['F32', 'BF16', 'F16', 'F64'].includes(t.dtype)) {
+      throw new InputError(`${this.store.path}: tensor ${full} is ${t.dtype}, expected a float type`, this.store.path);
+    }
     const data = t.source.kind === 'file'
       ? { kind: 'external' as const, path: t.source.path, offset: t.source.offset, length: t.source.length }
       : { kind: 'inline' as const, bytes: t.source.bytes };
-    const v = this.g.initializer(full, t.dtype, t.shape, data);
-    if (t.dtype === 'F32') return v;
-    if (t.dtype === 'BF16' || t.dtype === 'F16' || t.dtype === 'F64') {
-      return this.g.op1('Cast', [v], { to: 1 }, { name: `${full}.f32` });
-    }
-    throw new InputError(`${this.store.path}: tensor ${full} is ${t.dtype}, expected a float type`, this.store.path);
+    return { value: this.g.initializer(full, t.dtype, t.shape, data), dtype: t.dtype };
   }
 }

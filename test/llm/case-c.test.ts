@@ -56,8 +56,8 @@ async function sequence(lm: CausalLM): Promise<F32Tensor> {
 
 type T = { diagnostic(msg: string): void };
 
-async function caseC(t: T, checkpoint: string): Promise<void> {
-  const lm = await CausalLM.load(join(TINY, 'llm'), { checkpoint: openWeights(join(TINY, 'mgllava', checkpoint)) });
+async function caseC(t: T, checkpoint: string, attention?: 'gqa' | 'ops'): Promise<void> {
+  const lm = await CausalLM.load(join(TINY, 'llm'), { checkpoint: openWeights(join(TINY, 'mgllava', checkpoint)), attention });
   try {
     const seq = await sequence(lm);
     assert.equal(seq.dims[0], cases['C.seq_len']);
@@ -109,6 +109,8 @@ async function caseC(t: T, checkpoint: string): Promise<void> {
 test('case C through model.safetensors (llm.* overrides the base LLM)', (t) => caseC(t, 'model.safetensors'));
 
 test('case C through iter_1.pth (torch zip checkpoint)', (t) => caseC(t, 'iter_1.pth'));
+
+test('case C with the plain-op attention (the path for head sizes GQA cannot take)', (t) => caseC(t, 'model.safetensors', 'ops'));
 
 test("the base LLM's own weights give other logits (the override is real)", async (t) => {
   const lm = await CausalLM.load(join(TINY, 'llm'));

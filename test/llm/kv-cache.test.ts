@@ -80,12 +80,13 @@ test('chunked prefill and token-by-token decoding give the logits of one prefill
   });
 });
 
-test('Phi-3 sliding window: a query sees the last `sliding_window` positions, itself included', async (t) => {
+for (const attention of ['gqa', 'ops'] as const)
+test(`Phi-3 sliding window (${attention} attention): a query sees the last \`sliding_window\` positions, itself included`, async (t) => {
   // Window 2, two layers: the logits at position i depend on inputs i-2..i only, so they equal the
   // last logits of those three inputs run alone (rope is relative). A window one wider or one
   // narrower (GQA's local_window_size off by one) would not.
   const x = phi3Embeds();
-  await withModel(await CausalLM.load(variant('phi3', 'phi3-window2', { sliding_window: 2 })), async (lm) => {
+  await withModel(await CausalLM.load(variant('phi3', `phi3-window2-${attention}`, { sliding_window: 2 }), { attention }), async (lm) => {
     assert.equal(lm.config.slidingWindow, 2);
     const full = await lm.forward(x, lm.newCache(), { allLogits: true });
     const V = lm.config.vocabSize;
@@ -103,14 +104,14 @@ test('Phi-3 sliding window: a query sees the last `sliding_window` positions, it
     t.diagnostic(`window 2, decoding token by token: ${eSteps.toExponential(2)}`);
     assert.ok(eSteps < TOL);
   });
-  await withModel(await CausalLM.load(variant('phi3', 'phi3-window3', { sliding_window: 3 })), async (lm) => {
+  await withModel(await CausalLM.load(variant('phi3', `phi3-window3-${attention}`, { sliding_window: 3 }), { attention }), async (lm) => {
     const full = await lm.forward(x, lm.newCache(), { allLogits: true });
     const alone = await lm.forward(rows(x, 10, 13), lm.newCache());
     const V = lm.config.vocabSize;
     assert.ok(relErr(full.data.subarray(12 * V, 13 * V), alone.data) > 1e-3, 'a wider window sees more inputs');
   });
   // A window as long as the sequence is full causal attention: the fixture's logits again.
-  await withModel(await CausalLM.load(variant('phi3', 'phi3-window37', { sliding_window: 37 })), async (lm) => {
+  await withModel(await CausalLM.load(variant('phi3', `phi3-window37-${attention}`, { sliding_window: 37 }), { attention }), async (lm) => {
     const last = await lm.forward(x, lm.newCache());
     assert.ok(relErr(last.data, fixture('E.phi3.logits_last').data) < 1e-4);
   });
@@ -177,6 +178,12 @@ test('partial rotary (Phi-3 partial_rotary_factor) runs, changes the logits, and
   });
 });
 
-test('head dims that GroupQueryAttention cannot take are refused by name', async () => {
-  await assert.rejects(CausalLM.load(variant('llm', 'llm-hd4', { head_dim: 4 })), (e: unknown) => e instanceof InputError && /head_dim 4 is not supported/.test(e.message));
+test('head dims that GroupQueryAttention cannot take run on the plain-op attention, cache included', async () => {
+  // head_dim 4 with 4 query heads over the tiny LLM's 16-wide q_proj; 2 kv heads share k/v_proj's 8 rows.
+  await withModel(await CausalLM.load(variant('llm', 'llm-hd4', { head_dim: 4, num_attention_heads: 4, num_key_value_heads: 2 })), async (lm) => {
+    const x = rows(phi3Embeds(), 0, 20);
+    const all = await lm.forward(x, lm.newCache(), { allLogits: true });
+    assert.ok(all.data.every(Number.isFinite));
+    assert.ok(relErr(await chunked(lm, x, [7, 1, 1, 11]), all.data) < TOL);
+  });
 });

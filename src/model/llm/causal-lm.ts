@@ -16,13 +16,15 @@ import { WeightStore } from '../../weights/types.js';
 import { Graph } from '../../graph/graph.js';
 import { llmWeights } from '../llm-weights.js';
 import { LlmConfig, parseLlmConfig } from './config.js';
-import { NAMES, buildDecoderGraph, buildEmbedGraph } from './decoder.js';
+import { DecoderOptions, NAMES, buildDecoderGraph, buildEmbedGraph } from './decoder.js';
 
 export interface CausalLMOptions {
   /** An MG-LLaVA checkpoint whose `llm.*` tensors replace the folder's own. */
   checkpoint?: WeightStore;
   /** Intra-op threads (default: onnxruntime's choice). */
   threads?: number;
+  /** Attention implementation (default: fused GroupQueryAttention where the head size allows). */
+  attention?: DecoderOptions['attention'];
 }
 
 export interface ForwardOptions {
@@ -74,18 +76,19 @@ export class CausalLM {
     }
     const base = openWeights(folder);
     const store = opts.checkpoint ? llmWeights(base, opts.checkpoint) : base;
-    return CausalLM.fromStore(parseLlmConfig(json, cfgPath), store, opts.threads);
+    return CausalLM.fromStore(parseLlmConfig(json, cfgPath), store, opts);
   }
 
   /** From a parsed config and the LLM's tensors (keys as in the HF folder). */
-  static async fromStore(config: LlmConfig, store: WeightStore, threads?: number): Promise<CausalLM> {
+  static async fromStore(config: LlmConfig, store: WeightStore, opts: Omit<CausalLMOptions, 'checkpoint'> = {}): Promise<CausalLM> {
+    const threads = opts.threads;
     const session = (g: Graph) => {
       const { bytes, externalDataFolder } = g.serialize();
       return Session.create(g.name, bytes, { externalDataFolder, threads });
     };
     // Build both graphs first so a missing or misshapen tensor fails before any session starts.
     const eg = buildEmbedGraph(store, config);
-    const dg = buildDecoderGraph(store, config);
+    const dg = buildDecoderGraph(store, config, { attention: opts.attention });
     const embed = await session(eg);
     try {
       return new CausalLM(config, embed, await session(dg));

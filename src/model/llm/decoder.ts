@@ -14,7 +14,6 @@
 
 import { Graph, Value, MS_DOMAIN } from '../../graph/graph.js';
 import { linear, rmsNorm } from '../../graph/blocks.js';
-import { InputError } from '../../core/errors.js';
 import { WeightStore } from '../../weights/types.js';
 import { Params } from '../params.js';
 import { LlmConfig } from './config.js';
@@ -51,7 +50,7 @@ export function buildEmbedGraph(store: WeightStore, c: LlmConfig): Graph {
   const g = new Graph('llm_embed');
   const ids = g.input(NAMES.ids, 'I64', ['n']);
   const key = 'model.embed_tokens.weight';
-  const table = rawWeight(g, store, key, [c.vocabSize, c.hiddenSize]);
+  const table = new Params(g, store).raw(key, [c.vocabSize, c.hiddenSize]);
   let rows = g.op1('Gather', [table.value, ids], { axis: 0 }, { name: 'embed.rows' });
   if (table.dtype !== 'F32') rows = g.op1('Cast', [rows], { to: 1 }, { name: 'embed.f32' });
   g.output(rows, NAMES.embeds, 'F32', ['n', c.hiddenSize]);
@@ -63,14 +62,14 @@ export function buildEmbedGraph(store: WeightStore, c: LlmConfig): Graph {
  * every position, S-1 for the last only), past_key.i / past_value.i [1, kvHeads, P, headDim]
  * -> logits [1, S - logits_from, V], present_key.i / present_value.i [1, kvHeads, P+S, headDim].
  */
-export function buildDecoderGraph(store: WeightStore, c: LlmConfig): Graph {
+export function buildDecoderGraph(store: WeightStore, c: LlmConfig, opts: DecoderOptions = {}): Graph {
   const g = new Graph('llm_decoder');
   const layout = LAYOUTS[c.arch];
   const p = new Params(g, store);
   const H = c.hiddenSize;
-  if (c.headDim % 8 !== 0) {
-    throw new InputError(`head_dim ${c.headDim} is not supported: onnxruntime's GroupQueryAttention needs a multiple of 8`);
-  }
+  // onnxruntime's GroupQueryAttention (1.30, CPU) takes head sizes that are multiples of 8; the
+  // plain-op attention serves any other size.
+  const kind = opts.attention ?? (c.headDim % 8 === 0 ? 'gqa' : 'ops');
   const kvDims = [1, c.kvHeads, 'past', c.headDim];
   const embeds = g.input(NAMES.embeds, 'F32', [1, 'seq', H]);
   const logitsFrom = g.input(NAMES.logitsFrom, 'I64', [1]);
@@ -87,6 +86,7 @@ export function buildDecoderGraph(store: WeightStore, c: LlmConfig): Graph {
   const seqlensK = g.op1('Cast', [g.op1('Sub', [total, g.constI64([1])])], { to: 6 }, { name: 'seqlens_k' });
   const totalLen = g.op1('Cast', [g.op1('Squeeze', [total, g.constI64([0])])], { to: 6 }, { name: 'total_seq' });
   const rope = rotaryTables(g, c, P, total);
+  const mask = kind === 'ops' ? causalMask(g, c, P, total) : undefined;
 
   const gqaAttrs: Record<string, number> = { num_heads: c.heads, kv_num_heads: c.kvHeads };
   // HF's sliding window keeps keys j with i - j < W for the query at i, i.e. W keys, the query's
@@ -103,12 +103,10 @@ export function buildDecoderGraph(store: WeightStore, c: LlmConfig): Graph {
     const { q, k, v } = layout.qkv(g, a, c, h, name);
     const qr = applyRotary(g, q, c.heads, c, rope, `${name}.q_rope`);
     const kr = applyRotary(g, k, c.kvHeads, c, rope, `${name}.k_rope`);
-    const [att, presentK, presentV] = g.op(
-      'GroupQueryAttention',
-      [qr, kr, v, past[i]!.k, past[i]!.v, seqlensK, totalLen],
-      gqaAttrs,
-      { domain: MS_DOMAIN, outputs: 3, name: `${name}.gqa` },
-    );
+    const [att, presentK, presentV] = kind === 'gqa'
+      ? g.op('GroupQueryAttention', [qr, kr, v, past[i]!.k, past[i]!.v, seqlensK, totalLen], gqaAttrs,
+        { domain: MS_DOMAIN, outputs: 3, name: `${name}.gqa` })
+      : opsAttention(g, c, qr, kr, v, past[i]!, mask!, name);
     g.output(presentK!, NAMES.presentKey(i), 'F32', [1, c.kvHeads, 'total', c.headDim]);
     g.output(presentV!, NAMES.presentValue(i), 'F32', [1, c.kvHeads, 'total', c.headDim]);
     const oBias = layout.outBias(c, 'o_proj') ? a.take('o_proj.bias', [H]) : null;
@@ -131,6 +129,56 @@ export function buildDecoderGraph(store: WeightStore, c: LlmConfig): Graph {
   const logits = linear(g, normed, p.take(head, [c.vocabSize, H]), null, 'lm_head');
   g.output(logits, NAMES.logits, 'F32', [1, 'kept', c.vocabSize]);
   return g;
+}
+
+export interface DecoderOptions {
+  /**
+   * 'gqa': onnxruntime's fused GroupQueryAttention (default when head_dim is a multiple of 8);
+   * 'ops': the same attention from MatMul/Softmax, for any head size.
+   */
+  attention?: 'gqa' | 'ops';
+}
+
+/**
+ * Which keys each query may see: [S, T] booleans for queries at P..total-1 and keys 0..total-1,
+ * causal, and within the sliding window when the model has one (i - j < W, as HF).
+ */
+function causalMask(g: Graph, c: LlmConfig, P: Value, total: Value): Value {
+  const squeeze = (v: Value) => g.op1('Squeeze', [v, g.constI64([0])]);
+  const one = g.constI64([1], []);
+  const q = g.op1('Unsqueeze', [g.op1('Range', [squeeze(P), squeeze(total), one]), g.constI64([1])]); // [S, 1]
+  const k = g.op1('Unsqueeze', [g.op1('Range', [g.constI64([0], []), squeeze(total), one]), g.constI64([0])]); // [1, T]
+  let allowed = g.op1('LessOrEqual', [k, q]);
+  if (c.slidingWindow !== undefined) {
+    allowed = g.op1('And', [allowed, g.op1('Less', [g.op1('Sub', [q, k]), g.constI64([c.slidingWindow], [])])]);
+  }
+  return g.op1('Unsqueeze', [allowed, g.constI64([0, 1])], {}, { name: 'attn_mask' }); // [1, 1, S, T]
+}
+
+/**
+ * Causal attention with a growing cache from plain ops: q [1, S, heads*hd], k/v [1, S, kvH*hd]
+ * (k already rotated), past [1, kvH, P, hd] -> out [1, S, heads*hd], present [1, kvH, P+S, hd].
+ */
+function opsAttention(g: Graph, c: LlmConfig, q: Value, k: Value, v: Value, past: { k: Value; v: Value }, mask: Value, name: string): Value[] {
+  const hd = c.headDim;
+  const rep = c.heads / c.kvHeads;
+  const bnsh = (x: Value, heads: number) =>
+    g.op1('Transpose', [g.op1('Reshape', [x, g.constI64([0, 0, heads, hd])])], { perm: [0, 2, 1, 3] });
+  const presentK = g.op1('Concat', [past.k, bnsh(k, c.kvHeads)], { axis: 2 }, { name: `${name}.present_k` });
+  const presentV = g.op1('Concat', [past.v, bnsh(v, c.kvHeads)], { axis: 2 }, { name: `${name}.present_v` });
+  // Each kv head serves `rep` query heads: [1, kvH, T, hd] -> [1, heads, T, hd]
+  const repeat = (x: Value) => rep === 1 ? x : g.op1('Reshape', [
+    g.op1('Expand', [g.op1('Unsqueeze', [x, g.constI64([2])]), g.constI64([1, 1, rep, 1, 1])]),
+    g.constI64([0, c.heads, -1, hd]),
+  ]);
+  const scores = g.op1('Mul', [
+    g.op1('MatMul', [bnsh(q, c.heads), g.op1('Transpose', [repeat(presentK)], { perm: [0, 1, 3, 2] })]),
+    g.constF32([1 / Math.sqrt(hd)], []),
+  ]); // [1, heads, S, T]
+  const masked = g.op1('Where', [mask, scores, g.constF32([-Infinity], [])]);
+  const probs = g.op1('Softmax', [masked], { axis: -1 });
+  const out = g.op1('Transpose', [g.op1('MatMul', [probs, repeat(presentV)])], { perm: [0, 2, 1, 3] }); // [1, S, heads, hd]
+  return [g.op1('Reshape', [out, g.constI64([0, 0, c.heads * hd])], {}, { name: `${name}.attn` }), presentK, presentV];
 }
 
 export interface RopeTables {
@@ -168,20 +216,4 @@ export function applyRotary(g: Graph, x: Value, heads: number, c: LlmConfig, r: 
   const b = g.op1('Add', [g.op1('Mul', [x2, r.cos]), g.op1('Mul', [x1, r.sin])]);
   const joined = g.op1('Concat', pass > 0 ? [a, b, parts[2]!] : [a, b], { axis: -1 });
   return g.op1('Reshape', [joined, g.constI64([0, 0, heads * c.headDim])], {}, { name });
-}
-
-/** A checkpoint tensor as an initializer in its stored dtype (no upcast), shape checked. */
-function rawWeight(g: Graph, store: WeightStore, key: string, shape: readonly number[]): { value: Value; dtype: string } {
-  const t = store.get(key);
-  if (!t) throw new InputError(`${store.path}: missing tensor ${key} (expected shape [${shape.join(', ')}])`, store.path);
-  if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
-    throw new InputError(`${store.path}: tensor ${key} has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}]`, store.path);
-  }
-  if (!['F32', 'BF16', 'F16'].includes(t.dtype)) {
-    throw new InputError(`${store.path}: tensor ${key} is ${t.dtype}, expected a float type`, store.path);
-  }
-  const data = t.source.kind === 'file'
-    ? { kind: 'external' as const, path: t.source.path, offset: t.source.offset, length: t.source.length }
-    : { kind: 'inline' as const, bytes: t.source.bytes };
-  return { value: g.initializer(key, t.dtype, t.shape, data), dtype: t.dtype };
 }
