@@ -1,8 +1,15 @@
 // Public API.
 
 export { MgLlava } from './model/mg-llava.js';
-export type { VisualTokens } from './model/mg-llava.js';
+export type { VisualTokens, ChatRequest, LoadOptions } from './model/mg-llava.js';
+export { ChatStream } from './model/chat.js';
+export type { ChatResult, ChatTurn, ChatTimings } from './model/chat.js';
+export type { GenerationOptions, GeneratedToken, TokenLogprob, FinishReason } from './generate/generate.js';
 export type { ModelSpec, ModelFiles } from './model/model-files.js';
+export { readVisualCache, writeVisualCache } from './model/visual-cache.js';
+export { Tokenizer } from './tokenizer/tokenizer.js';
+export { getTemplate, buildPrompt, TEMPLATE_NAMES } from './tokenizer/templates.js';
+export type { PromptTemplate } from './tokenizer/templates.js';
 export { decodeImage } from './preprocess/decode.js';
 export type { RgbImage } from './preprocess/image.js';
 export { parseBoxJson, prepareBoxes } from './preprocess/boxes.js';
@@ -10,11 +17,10 @@ export type { Detections, BoxOptions } from './preprocess/boxes.js';
 export { readBoxFile } from './preprocess/box-file.js';
 export { InputError } from './core/errors.js';
 
-import { MgLlava } from './model/mg-llava.js';
+import { MgLlava, LoadOptions } from './model/mg-llava.js';
 import { ModelSpec } from './model/model-files.js';
-import { VisionOptions } from './model/mg-llava-vision.js';
 
 /** Load a model from a folder with mgllava_config.json, or from its parts. */
-export function loadModel(spec: string | ModelSpec, opts: VisionOptions = {}): Promise<MgLlava> {
+export function loadModel(spec: string | ModelSpec, opts: LoadOptions = {}): Promise<MgLlava> {
   return MgLlava.load(typeof spec === 'string' ? { model: spec } : spec, opts);
 }

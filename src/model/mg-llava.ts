@@ -6,6 +6,7 @@ import { F32Tensor } from '../core/tensor.js';
 import { InputError } from '../core/errors.js';
 import { RgbImage } from '../preprocess/image.js';
 import { clipPreprocess } from '../preprocess/clip-image.js';
+import { decodeImage } from '../preprocess/decode.js';
 import { BoxOptions, Detections, prepareBoxes } from '../preprocess/boxes.js';
 import { openWeights } from '../weights/open.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
@@ -38,10 +39,11 @@ export interface LoadOptions extends VisionOptions {
   llm?: boolean;
 }
 
-/** A chat request: an image (decoded, with optional detector boxes) or its cached visual tokens. */
+/** A chat request: an image (a path or decoded pixels, with optional detector boxes) or its cached visual tokens. */
 export interface ChatRequest extends ChatInput {
-  image?: RgbImage;
-  detections?: Detections;
+  image?: RgbImage | string;
+  /** Detector boxes in the image's pixels (the release's box JSON, parsed). */
+  boxes?: Detections;
   boxOptions?: BoxOptions;
   visualTokens?: Pick<VisualTokens, 'imageTokens' | 'boxTokens'>;
 }
@@ -113,13 +115,14 @@ export class MgLlava {
   chat(req: ChatRequest): ChatStream {
     const language = this.language;
     if (!language) throw new Error('this model was loaded without its LLM (llm: false)');
-    if (req.detections && !req.image) throw new InputError('boxes were given without an image');
+    if (req.boxes && !req.image) throw new InputError('boxes were given without an image');
     return new ChatStream(async function* (this: MgLlava) {
       let visual = req.visualTokens;
       let encodeMs = 0;
       if (!visual && req.image) {
         const t0 = performance.now();
-        visual = await this.encode(req.image, req.detections, req.boxOptions);
+        const image = typeof req.image === 'string' ? await decodeImage(req.image) : req.image;
+        visual = await this.encode(image, req.boxes, req.boxOptions);
         encodeMs = performance.now() - t0;
       }
       return yield* chatTurn(language, req, visual, encodeMs);
