@@ -11,6 +11,7 @@ import { Tokenizer, type DecodeOptions } from '../../src/tokenizer/tokenizer.js'
 import { InputError } from '../../src/core/errors.js';
 import { TINY } from '../helpers/fixtures.js';
 import { LLAMA2_DIR, extraJson, fixtureT, llama2Tokenizer, llama3Tokenizer } from './load.js';
+import { seededRandom } from '../../src/generate/sampling.js';
 
 const T = fixtureT();
 const TOKENIZERS = { llama2_tok: llama2Tokenizer, llama3_tok: llama3Tokenizer } as const;
@@ -255,19 +256,8 @@ test('stream: an invalid byte run is rendered exactly as decode renders it', () 
   assert.equal(tok.decode(ids), '\uFFFD\uFFFD\uFFFD\uFFFD x');
 });
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 test('stream: random id sequences always add up to decode (both tokenizers, specials kept and skipped)', () => {
-  const rand = mulberry32(1234);
+  const rand = seededRandom(1234);
   const cases: [Tokenizer, number[]][] = [
     [llama2Tokenizer(), [0, 1, 2, 28705, 13]],
     [llama3Tokenizer(), [128000, 128001, 128009, 220, 198]],
@@ -293,7 +283,7 @@ test('stream: random id sequences always add up to decode (both tokenizers, spec
 });
 
 test('stream: valid UTF-8 from random characters never yields U+FFFD', () => {
-  const rand = mulberry32(99);
+  const rand = seededRandom(99);
   const pick = (): string => {
     const ranges: [number, number][] = [[0x20, 0x7e], [0xa0, 0x2ff], [0x4e00, 0x9fff], [0x1f300, 0x1faff], [0x20000, 0x2a6df]];
     const [lo, hi] = ranges[Math.floor(rand() * ranges.length)]!;
@@ -324,7 +314,7 @@ test('clean_up_tokenization_spaces: ignored for BPE (transformers 5) unless forc
   });
   assert.equal(forced.decode(ids), "Hello, world. It's what I've said! Isn't it?");
   checkStream(forced, ids);
-  const rand = mulberry32(7);
+  const rand = seededRandom(7);
   const words = ['a', ' .', ' ?', ' !', ' ,', " '", ' n', "'t", "'s", 're', 've', 'm', ' ', 'x'];
   for (let n = 0; n < 60; n++) {
     let s = '';
