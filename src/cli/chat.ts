@@ -11,6 +11,8 @@ import { decodeImage } from '../preprocess/decode.js';
 import { readBoxFile } from '../preprocess/box-file.js';
 import { GenerationOptions } from '../generate/generate.js';
 import { Progress } from './progress.js';
+import { DetectionResult, detectionsJson, toDetections } from '../detect/owlv2.js';
+import { detectionFlags } from './detect.js';
 
 export interface ChatArgs extends ModelSpec {
   image?: string;
@@ -29,11 +31,16 @@ export interface ChatArgs extends ModelSpec {
   threads?: number;
   json?: boolean;
   quiet?: boolean;
+  /** Detector tags (comma-separated) / the COCO-80 list / score threshold, for images without --boxes. */
+  tags?: string;
+  coco?: boolean;
+  threshold?: number;
 }
 
 export async function runChat(question: string | undefined, a: ChatArgs): Promise<void> {
   if (a.visualCache && (a.image || a.boxes)) throw new InputError('--visual-cache replaces --image and --boxes; give one or the other', '--visual-cache');
   if (a.boxes && !a.image) throw new InputError('--boxes needs --image', '--boxes');
+  const detection = detectionFlags(a);
   if (question !== undefined) checkUtf8(question);
   const progress = new Progress(!a.quiet && !a.json);
   // Inputs first: a bad image, box or cache file fails before the model is loaded.
@@ -42,14 +49,23 @@ export async function runChat(question: string | undefined, a: ChatArgs): Promis
   const cached = a.visualCache ? readVisualCache(a.visualCache) : undefined;
 
   const t0 = performance.now();
-  const model = await progress.step('loading model', () => MgLlava.load(a, { threads: a.threads, template: a.template }));
+  const model = await progress.step('loading model', () => MgLlava.load(a, { threads: a.threads, template: a.template, detection }));
   const loadMs = performance.now() - t0;
   try {
     let visual: VisualTokens | undefined = cached;
     let encodeMs = 0;
+    let found: DetectionResult | undefined;
+    let detectMs = 0;
     if (image) {
+      let boxes = detections;
+      if (!boxes && model.detectsBoxes) {
+        const t = performance.now();
+        found = await progress.step(`detecting objects in ${a.image} (${model.tagSource.name})`, () => model.detectObjects(image));
+        detectMs = performance.now() - t;
+        boxes = toDetections(found);
+      }
       const t1 = performance.now();
-      visual = await progress.step(`encoding ${a.image}`, () => model.encode(image, detections, { limit: a.boxLimit === 0 ? null : a.boxLimit }));
+      visual = await progress.step(`encoding ${a.image}`, () => model.encode(image, boxes, { limit: a.boxLimit === 0 ? null : a.boxLimit }));
       encodeMs = performance.now() - t1;
     }
     const generation: GenerationOptions = {
@@ -64,7 +80,7 @@ export async function runChat(question: string | undefined, a: ChatArgs): Promis
       answer(model, { prompt, history, system: a.system, generation, visualTokens: visual }, !a.json);
     if (question !== undefined) {
       const r = await ask(question, []);
-      if (a.json) process.stdout.write(`${JSON.stringify(toJson(r, loadMs, encodeMs))}\n`);
+      if (a.json) process.stdout.write(`${JSON.stringify(toJson(r, loadMs, encodeMs, found && { found, ms: detectMs }))}\n`);
     } else {
       await interactive(ask);
     }
@@ -81,8 +97,9 @@ async function answer(model: MgLlava, req: ChatRequest, stream: boolean): Promis
   return s.result;
 }
 
-function toJson(r: ChatResult, loadMs: number, encodeMs: number) {
+function toJson(r: ChatResult, loadMs: number, encodeMs: number, detected?: { found: DetectionResult; ms: number }) {
   return {
+    ...(detected ? { detections: detectionsJson(detected.found, true) } : {}),
     text: r.text,
     ids: r.ids,
     prompt_tokens: r.promptTokens,
@@ -91,6 +108,7 @@ function toJson(r: ChatResult, loadMs: number, encodeMs: number) {
     timings: {
       load_ms: round(loadMs),
       encode_ms: round(encodeMs),
+      ...(detected ? { detect_ms: round(detected.ms) } : {}),
       prefill_ms: round(r.timings.prefillMs),
       decode_tokens_per_s: round(r.timings.decodeTokensPerS),
     },

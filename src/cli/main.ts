@@ -9,6 +9,8 @@ import { readFileSync } from 'node:fs';
 import { InputError } from '../core/errors.js';
 import { runEncode } from './encode.js';
 import { runChat } from './chat.js';
+import { runQuantize } from './quantize.js';
+import { runDetect } from './detect.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 /** The tiny random-weight model shipped with the package (reference fixtures layout). */
@@ -26,9 +28,35 @@ function number(v: string): number {
   return n;
 }
 
+function unitInterval(v: string): number {
+  const n = number(v);
+  if (n < 0 || n > 1) throw new InvalidArgumentError('expected a number in [0, 1]');
+  return n;
+}
+
+/** Detection flags shared by chat and encode (used when no --boxes are given). */
+function detectorOptions(cmd: Command): Command {
+  return cmd
+    .option('--detector <dir>', 'OWLv2 folder: find boxes with it when no --boxes are given (default: mgllava_config.json "detector")')
+    .option('--tags <list>', 'comma-separated tags for the detector ("a photo of {tag}" each; default: the config\'s, else COCO-80)')
+    .option('--coco', 'detector tags: the 80 COCO classes')
+    .option('--threshold <t>', 'detector score threshold in [0, 1] (default: the config\'s, else 0.2)', unitInterval);
+}
+
 function positiveInt(v: string): number {
   const n = nonNegativeInt(v);
   if (n === 0) throw new InvalidArgumentError('expected a positive integer');
+  return n;
+}
+
+function bits(v: string): 4 | 8 {
+  if (v !== '4' && v !== '8') throw new InvalidArgumentError('expected 4 or 8');
+  return Number(v) as 4 | 8;
+}
+
+function blockSize(v: string): number {
+  const n = positiveInt(v);
+  if (n < 16 || (n & (n - 1)) !== 0) throw new InvalidArgumentError('expected a power of two, at least 16');
   return n;
 }
 
@@ -51,7 +79,7 @@ export function buildProgram(): Command {
     // Commander's own errors (unknown option, missing argument) in the same one-line form.
     .configureOutput({ outputError: (str, write) => write(`mgllava: ${str.replace(/^error: /, '')}`) });
 
-  modelOptions(program.command('encode'))
+  detectorOptions(modelOptions(program.command('encode')))
     .description('encode an image (and its detector boxes) into visual tokens, saved as safetensors')
     .requiredOption('--image <file>', 'image to encode (JPEG, PNG, WebP, ...)')
     .option('--boxes <file>', 'detector boxes JSON {"boxes": [[x0,y0,x1,y1],...], "labels": [...], "scores": [...]} in image pixels')
@@ -60,7 +88,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--max-pixels <n>', 'refuse images with more pixels than this').argParser(positiveInt).default(100_000_000))
     .option('-q, --quiet', 'no progress on stderr')
     .action(async (o) => runEncode({ ...o, model: o.model ?? defaultModel(o) }));
-  modelOptions(program.command('chat'))
+  detectorOptions(modelOptions(program.command('chat')))
     .description('ask a question, about an image or not; without a question, an interactive session')
     .argument('[question...]', 'the question (words are joined with spaces); omit for an interactive session')
     .option('--image <file>', 'image to ask about (JPEG, PNG, WebP, ...)')
@@ -82,6 +110,31 @@ export function buildProgram(): Command {
       const question = words.length ? words.join(' ') : undefined;
       await runChat(question, { ...o, model: o.model ?? defaultModel(o) });
     });
+  program.command('detect')
+    .description('find objects in an image with an OWLv2 detector: boxes, labels and scores, drawn to a PNG on request')
+    .requiredOption('--detector <dir>', 'OWLv2 model folder (HF Owlv2ForObjectDetection: config.json, model.safetensors, tokenizer.json)')
+    .requiredOption('--image <file>', 'image to search (JPEG, PNG, WebP, ...)')
+    .option('--tags <list>', 'comma-separated tags to look for, e.g. "cat,table,red square" (prompts "a photo of {tag}")')
+    .option('--coco', 'look for the 80 COCO classes')
+    .option('--threshold <t>', 'keep boxes scoring above this, in [0, 1]', unitInterval, 0.2)
+    .option('--json', 'print the release\'s box JSON {"boxes": [[x0,y0,x1,y1],...], "labels": [...], "scores": [...]} in image pixels')
+    .option('--int-boxes', 'truncate box coordinates to integers, as the release stores them')
+    .option('--draw <out.png>', 'write the image with the labelled boxes drawn, as PNG')
+    .addOption(new Option('--processor <generation>', 'image processing of transformers 5 (black padding, the default) or 4 (grey padding, scipy resize: how the release\'s box files were made)').choices(['transformers5', 'transformers4']))
+    .addOption(new Option('--max-pixels <n>', 'refuse images with more pixels than this').argParser(positiveInt).default(100_000_000))
+    .option('--threads <n>', 'onnxruntime intra-op threads (default: one per core)', positiveInt)
+    .option('-q, --quiet', 'no progress on stderr')
+    .action(async (o) => runDetect(o));
+  program.command('quantize')
+    .description('write a 4-bit or 8-bit copy of an LLM folder (onnxruntime MatMulNBits weights) that chat --llm and loadModel read')
+    .requiredOption('--llm <dir>', 'LLM folder to quantize (config.json, tokenizer, weights)')
+    .option('--checkpoint <file>', "MG-LLaVA checkpoint whose fine-tuned llm.* weights replace the folder's before quantizing")
+    .requiredOption('--out <dir>', 'folder to create (it must not exist; its parent must)')
+    .option('--bits <n>', 'bits per weight: 4 or 8', bits, 4)
+    .option('--block-size <n>', 'weights per scale along the input dimension (a power of two >= 16)', blockSize, 32)
+    .option('--symmetric', 'no zero points: scale from max |w| per block (default: min/max and a zero point per block)')
+    .option('-q, --quiet', 'no progress on stderr')
+    .action(async (o) => runQuantize(o));
   return program;
 }
 

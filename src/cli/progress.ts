@@ -1,5 +1,6 @@
 // Step-by-step progress on stderr: a live line with a spinner and elapsed time on a terminal,
-// plain "step ... done (1.2 s)" lines otherwise (logs, CI), nothing with --quiet.
+// plain "step ... done (1.2 s)" lines otherwise (logs, CI), nothing with --quiet. Long loops over
+// countable items (tensors) get a bar: live on a terminal, a line per tenth otherwise.
 
 const FRAMES = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
 
@@ -37,5 +38,56 @@ export class Progress {
 
   private finish(label: string, status: string): void {
     this.out.write(`${this.tty ? '\r\x1b[2K' : ''}${label} ... ${status}\n`);
+  }
+
+  /** A bar for a step made of countable items; `update` after each, then `end`. */
+  bar(label: string): ProgressBar {
+    return new ProgressBar(label, this.enabled, this.tty, this.out);
+  }
+}
+
+export class ProgressBar {
+  private readonly t0 = performance.now();
+  private lastTenth = 0;
+  private lastDraw = 0;
+  private started = false;
+
+  constructor(
+    private readonly label: string,
+    private readonly enabled: boolean,
+    private readonly tty: boolean,
+    private readonly out: NodeJS.WriteStream,
+  ) {}
+
+  private secs(): string {
+    return ((performance.now() - this.t0) / 1000).toFixed(1);
+  }
+
+  /** `done` of `total` items finished, the last one being `item`. */
+  update(done: number, total: number, item = ''): void {
+    if (!this.enabled || total <= 0) return;
+    this.started = true;
+    if (this.tty) {
+      const now = performance.now();
+      if (done < total && now - this.lastDraw < 50) return; // at most 20 redraws a second
+      this.lastDraw = now;
+      const width = 24;
+      const fill = Math.round((done / total) * width);
+      const cols = this.out.columns ?? 100;
+      const line = `${this.label} [${'#'.repeat(fill)}${'.'.repeat(width - fill)}] ${done}/${total} ${this.secs()} s ${item}`;
+      this.out.write(`\r\x1b[2K${line.slice(0, Math.max(cols - 1, 20))}`);
+    } else {
+      const tenth = Math.floor((done / total) * 10);
+      if (tenth > this.lastTenth) {
+        this.lastTenth = tenth;
+        this.out.write(`${this.label}: ${tenth * 10}% (${done}/${total}, ${this.secs()} s)\n`);
+      }
+    }
+  }
+
+  /** Close the bar with "done" or "failed" ("failed" only once something was counted). */
+  end(ok: boolean): void {
+    if (!this.enabled || (!ok && !this.started)) return;
+    this.out.write(`${this.tty ? '\r\x1b[2K' : ''}${this.label} ... ${ok ? `done (${this.secs()} s)` : 'failed'}\n`);
   }
 }

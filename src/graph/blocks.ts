@@ -14,6 +14,36 @@ export function linear(g: Graph, x: Value, w: Value, b?: Value | null, name = 'l
   return b ? g.op1('Add', [y, b], {}, { name }) : y;
 }
 
+export interface MatMulNBitsAttrs {
+  /** Input features (B's second dimension before quantization). */
+  K: number;
+  /** Output features. */
+  N: number;
+  bits: number;
+  blockSize: number;
+  /**
+   * Minimum accuracy of the computation: 0 = the type of x (float32), 4 = int8 (x quantized per
+   * block on the fly; much faster on CPUs with int8 dot products).
+   */
+  accuracyLevel: number;
+}
+
+/**
+ * y = x @ dequant(B)^T for x [..., K] with B a block-quantized [N, K] weight in onnxruntime's
+ * com.microsoft MatMulNBits layout: B uint8 [N, ceil(K/blockSize), blockSize*bits/8], scales
+ * [N * blocks] of x's type, zero points uint8 (packed) or omitted (implicit 2^(bits-1)).
+ */
+export function matMulNBits(g: Graph, x: Value, b: Value, scales: Value, zeroPoints: Value | null, a: MatMulNBitsAttrs, name = 'matmul_nbits'): Value {
+  const inputs = zeroPoints ? [x, b, scales, zeroPoints] : [x, b, scales];
+  return g.op1('MatMulNBits', inputs, {
+    K: a.K,
+    N: a.N,
+    bits: a.bits,
+    block_size: a.blockSize,
+    accuracy_level: a.accuracyLevel,
+  }, { domain: MS_DOMAIN, name });
+}
+
 export interface Conv2dOptions {
   stride?: number;
   pad?: number;

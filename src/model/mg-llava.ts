@@ -16,6 +16,8 @@ import { VisionModel, VisionOptions } from './mg-llava-vision.js';
 import { loadVisionModel } from './load-vision.js';
 import { CausalLM } from './llm/causal-lm.js';
 import { ChatInput, ChatStream, chatTurn } from './chat.js';
+import { DEFAULT_DETECTION_THRESHOLD, DetectionResult, Owlv2Detector, checkThreshold, toDetections } from '../detect/owlv2.js';
+import { TagSource, cocoTags, fixedTags } from '../detect/tags.js';
 
 export interface VisualTokens {
   /** [N, H]: fused CLIP/ConvNeXt tokens after `projector` (576 x H). */
@@ -26,6 +28,8 @@ export interface VisualTokens {
   boxes: F32Tensor;
   /** One label per box ('' for the placeholder box when none survived). */
   labels: string[];
+  /** What the configured detector found, when it ran (no boxes were given). */
+  detections?: DetectionResult;
   /** [3, s, s] low-resolution view fed to CLIP. */
   pixelValues: F32Tensor;
   /** [3, S, S] high-resolution input fed to ConvNeXt. */
@@ -37,6 +41,15 @@ export interface LoadOptions extends VisionOptions {
   template?: string;
   /** Load the LLM and tokenizer (default true; `encode` needs only the vision side). */
   llm?: boolean;
+  /** Tags and threshold for the configured detector, overriding mgllava_config.json's. */
+  detection?: DetectionSettings;
+}
+
+export interface DetectionSettings {
+  /** A tag source, or a fixed tag list (default: the config's tags, else COCO-80). */
+  tags?: TagSource | readonly string[];
+  /** Score threshold in [0, 1] (default: the config's, else the release's 0.2). */
+  threshold?: number;
 }
 
 /** A chat request: an image (a path or decoded pixels, with optional detector boxes) or its cached visual tokens. */
@@ -56,6 +69,7 @@ interface Language {
 
 export class MgLlava {
   private vision?: Promise<VisionModel>;
+  private detectorModel?: Promise<Owlv2Detector>;
 
   private constructor(
     readonly files: ModelFiles,
@@ -65,6 +79,11 @@ export class MgLlava {
 
   static async load(spec: ModelSpec, opts: LoadOptions = {}): Promise<MgLlava> {
     const files = resolveModelFiles(spec);
+    const d = opts.detection;
+    if (d && (d.tags !== undefined || d.threshold !== undefined) && !files.detector) {
+      throw new InputError('detector tags or threshold were given but no detector is configured (--detector, or "detector" in mgllava_config.json)', '--detector');
+    }
+    if (d?.threshold !== undefined) checkThreshold(d.threshold, '--threshold');
     if (opts.llm === false) {
       const m = new MgLlava(files, opts);
       await m.visionModel();
@@ -83,12 +102,48 @@ export class MgLlava {
     return this.vision;
   }
 
+  /** True when a detector is configured: images without boxes get detected boxes. */
+  get detectsBoxes(): boolean {
+    return this.files.detector !== undefined;
+  }
+
+  /** The configured OWLv2 detector, loaded on first use. */
+  detector(): Promise<Owlv2Detector> {
+    const d = this.files.detector;
+    if (!d) throw new InputError('no detector is configured (--detector, or "detector" in mgllava_config.json)', '--detector');
+    this.detectorModel ??= Owlv2Detector.load(d.path, { threads: this.opts.threads, processing: d.processing });
+    return this.detectorModel;
+  }
+
+  /** Where the detector's tags come from: load options, else the config, else COCO-80. */
+  get tagSource(): TagSource {
+    const t = this.opts.detection?.tags ?? this.files.detector?.tags;
+    if (t === undefined || t === 'coco') return cocoTags();
+    return Array.isArray(t) ? fixedTags(t as readonly string[]) : (t as TagSource);
+  }
+
+  /** Run the configured detector on an image (the release's box generator, tags from tagSource). */
+  async detectObjects(image: RgbImage): Promise<DetectionResult> {
+    const detector = await this.detector();
+    const tags = await this.tagSource.tagsFor(image);
+    const threshold = this.opts.detection?.threshold ?? this.files.detector?.threshold ?? DEFAULT_DETECTION_THRESHOLD;
+    return detector.detect(image, tags, { threshold });
+  }
+
   get template(): PromptTemplate | undefined {
     return this.language?.template;
   }
 
-  /** Visual tokens of one decoded image and, optionally, its detector boxes. */
-  async encode(image: RgbImage, detections?: Detections, boxOptions?: BoxOptions): Promise<VisualTokens> {
+  /**
+   * Visual tokens of one decoded image and, optionally, its detector boxes. Without boxes and
+   * with a detector configured, the detector finds them (null: no boxes and no detection).
+   */
+  async encode(image: RgbImage, detections?: Detections | null, boxOptions?: BoxOptions): Promise<VisualTokens> {
+    let found: DetectionResult | undefined;
+    if (detections === undefined && this.detectsBoxes) {
+      found = await this.detectObjects(image);
+      detections = toDetections(found);
+    }
     const vision = await this.visionModel();
     const S = vision.settings.imageSizeAux;
     const pre = clipPreprocess(image, { size: S });
@@ -103,6 +158,7 @@ export class MgLlava {
       boxTokens: objects.boxTokens,
       boxes: { dims: [boxData.length / 4, 4], data: boxData },
       labels: boxes ? [...boxes.labels] : [],
+      ...(found ? { detections: found } : {}),
       pixelValues: drop0(low),
       pixelValuesAux: drop0(aux),
     };
@@ -131,6 +187,7 @@ export class MgLlava {
 
   async release(): Promise<void> {
     if (this.vision) await (await this.vision).release();
+    if (this.detectorModel) await (await this.detectorModel).release();
     await this.language?.llm.release();
   }
 }

@@ -15,6 +15,20 @@ export interface ModelSpec {
   llm?: string;
   visualEncoder?: string;
   visualEncoderAux?: string;
+  /** OWLv2 detector folder (overrides mgllava_config.json's "detector"). */
+  detector?: string;
+}
+
+/**
+ * The object detector a model folder names: mgllava_config.json "detector" is a folder path, or
+ * {"path": folder, "tags": "coco" | [tags] | "tag1,tag2", "threshold": 0.2, "processing": "transformers5"}.
+ */
+export interface DetectorFiles {
+  path: string;
+  tags?: readonly string[] | 'coco';
+  threshold?: number;
+  /** "transformers5" (default) or "transformers4" image processing (detect/owlv2-image.ts). */
+  processing?: 'transformers5' | 'transformers4';
 }
 
 export interface ModelFiles {
@@ -24,6 +38,8 @@ export interface ModelFiles {
   visualEncoderAux: string;
   promptTemplate: string;
   vision: VisionSettings;
+  /** Set when a detector is configured: chat/encode then find boxes themselves when none are given. */
+  detector?: DetectorFiles;
 }
 
 export const DEFAULT_VISION_SETTINGS: VisionSettings = {
@@ -84,11 +100,43 @@ export function resolveModelFiles(spec: ModelSpec): ModelFiles {
       projectorDepth: int('projector_depth', DEFAULT_VISION_SETTINGS.projectorDepth),
     },
   };
+  const detector = detectorFiles(cfg['detector'], spec.detector, base, cfgPath);
+  if (detector) files.detector = detector;
   for (const [flag, p] of [['--checkpoint', files.checkpoint], ['--visual-encoder', files.visualEncoder], ['--visual-encoder-aux', files.visualEncoderAux]] as const) {
     if (!existsSync(p)) throw new InputError(`${p}: not found (${flag})`, p);
   }
   if (files.llm && !existsSync(files.llm)) throw new InputError(`${files.llm}: not found (--llm)`, files.llm);
   return files;
+}
+
+function detectorFiles(entry: unknown, flag: string | undefined, base: string | undefined, cfgPath: string): DetectorFiles | undefined {
+  const bad = (why: string) => new InputError(`${cfgPath}: "detector" ${why}`, cfgPath);
+  let out: DetectorFiles | undefined;
+  if (typeof entry === 'string') {
+    out = { path: resolve(base!, entry) };
+  } else if (entry !== undefined && entry !== null) {
+    if (typeof entry !== 'object' || Array.isArray(entry)) throw bad('must be a folder path or an object {"path", "tags", "threshold"}');
+    const o = entry as Record<string, unknown>;
+    if (typeof o['path'] !== 'string' || o['path'] === '') throw bad('needs a "path" (the OWLv2 folder)');
+    out = { path: resolve(base!, o['path']) };
+    const tags = o['tags'];
+    if (tags === 'coco') out.tags = 'coco';
+    else if (typeof tags === 'string') out.tags = tags.split(',').map((t) => t.trim()).filter((t) => t);
+    else if (Array.isArray(tags)) out.tags = tags.map((t) => (typeof t === 'string' ? t.trim() : ''));
+    else if (tags !== undefined && tags !== null) throw bad('"tags" must be "coco", a list of tags or a comma-separated string');
+    if (Array.isArray(out.tags) && (out.tags.length === 0 || out.tags.some((t) => t === ''))) throw bad('"tags" must hold non-empty tags');
+    const proc = o['processing'];
+    if (proc === 'transformers5' || proc === 'transformers4') out.processing = proc;
+    else if (proc !== undefined && proc !== null) throw bad('"processing" must be "transformers5" or "transformers4"');
+    const thr = o['threshold'];
+    if (thr !== undefined && thr !== null) {
+      if (typeof thr !== 'number' || !(thr >= 0 && thr <= 1)) throw bad('"threshold" must be a number in [0, 1]');
+      out.threshold = thr;
+    }
+  }
+  if (flag) out = { ...out, path: resolve(flag) };
+  if (out && !existsSync(out.path)) throw new InputError(`${out.path}: detector folder not found (${flag ? '--detector' : `"detector" in ${cfgPath}`})`, out.path);
+  return out;
 }
 
 /** model.safetensors (or its index), else the one .pth/.bin file in the folder. */

@@ -2,9 +2,12 @@
 //
 //   const lm = await CausalLM.load('vicuna-7b/', { checkpoint });   // checkpoint's llm.* override
 //   const e = await lm.embed(ids);                                  // [n, H]
-//   const cache = lm.newCache();
+//   const cache = lm.newCache(S + maxNewTokens);                    // at most that many positions
 //   let logits = await lm.forward(promptEmbeds, cache);             // [1, V]; cache.length = S
 //   logits = await lm.forward(await lm.embed([next]), cache);       // [1, V]; cache.length = S + 1
+//
+// The folder may be one written by `mgllava quantize` (4/8-bit linears on MatMulNBits); its
+// config.json says so, and the checkpoint's llm.* tensors are then already inside it.
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,7 +19,9 @@ import { WeightStore } from '../../weights/types.js';
 import { Graph } from '../../graph/graph.js';
 import { llmWeights } from '../llm-weights.js';
 import { LlmConfig, parseLlmConfig } from './config.js';
-import { DecoderOptions, NAMES, buildDecoderGraph, buildEmbedGraph } from './decoder.js';
+import { DecoderOptions, NAMES, buildDecoderGraph, buildEmbedGraph, decoderKinds } from './decoder.js';
+import { QuantizationInfo, readQuantizationConfig } from './quantized.js';
+import { checkpointFingerprint, hasLlmTensors } from './checkpoint-fingerprint.js';
 
 export interface CausalLMOptions {
   /** An MG-LLaVA checkpoint whose `llm.*` tensors replace the folder's own. */
@@ -25,6 +30,16 @@ export interface CausalLMOptions {
   threads?: number;
   /** Attention implementation (default: fused GroupQueryAttention where the head size allows). */
   attention?: DecoderOptions['attention'];
+  /**
+   * KV cache kind (default: 'inplace' with GroupQueryAttention: onnxruntime writes the new rows
+   * into the cache's buffers; 'grow': a new, longer cache tensor per run, the plain-op path's way).
+   */
+  kvCache?: DecoderOptions['cache'];
+  /**
+   * MatMulNBits accuracy_level for a quantized folder: 4 (default) computes in int8 (activations
+   * quantized per block on the fly; fastest), 0 in float32. 8-bit weights need 4 to be fast.
+   */
+  accuracyLevel?: 0 | 1 | 2 | 3 | 4;
 }
 
 export interface ForwardOptions {
@@ -33,19 +48,63 @@ export interface ForwardOptions {
 }
 
 /**
- * The keys and values of the positions seen so far, per layer [1, kvHeads, length, headDim].
- * Owned by the caller; `forward` replaces the tensors with the grown ones.
+ * The keys and values of the positions seen so far, per layer. Owned by the caller.
+ *
+ * - 'grow': [1, kvHeads, length, headDim]; `forward` replaces the tensors with longer ones.
+ * - 'inplace': [1, kvHeads, capacity, headDim] buffers (rows past `length` unused) that
+ *   onnxruntime reads where they lie; `forward` writes the new rows into them. The capacity
+ *   grows in steps of {@link KvCache.CHUNK} positions, never beyond `maxLength` (GroupQueryAttention
+ *   clears and fills a scratch copy of the capacity's size each run: spare capacity costs time).
  */
 export class KvCache {
+  /** Spare positions allocated when an in-place cache grows. */
+  static readonly CHUNK = 128;
   /** Positions held. */
   length = 0;
   keys: F32Tensor[];
   values: F32Tensor[];
 
-  constructor(readonly layers: number, readonly kvHeads: number, readonly headDim: number) {
+  constructor(
+    readonly layers: number,
+    readonly kvHeads: number,
+    readonly headDim: number,
+    readonly kind: 'inplace' | 'grow' = 'grow',
+    /** Most positions the cache may hold. */
+    readonly maxLength = Number.MAX_SAFE_INTEGER,
+  ) {
     const empty = (): F32Tensor => ({ dims: [1, kvHeads, 0, headDim], data: new Float32Array(0) });
     this.keys = Array.from({ length: layers }, empty);
     this.values = Array.from({ length: layers }, empty);
+  }
+
+  /** Positions the tensors have room for (= length for a growing cache). */
+  get capacity(): number {
+    return this.keys[0]?.dims[2] ?? 0;
+  }
+
+  /** In-place cache: rows [1, kvHeads, S, headDim] into `buffer` at positions length..length+S-1. */
+  write(buffer: F32Tensor, rows: F32Tensor): void {
+    const S = rows.dims[2]!;
+    const cap = buffer.dims[2]!;
+    const hd = this.headDim;
+    if (this.length + S > cap) throw new Error(`KV cache: ${S} rows at ${this.length} do not fit a capacity of ${cap}`);
+    for (let h = 0; h < this.kvHeads; h++) buffer.data.set(rows.data.subarray(h * S * hd, (h + 1) * S * hd), (h * cap + this.length) * hd);
+  }
+
+  /** In-place cache: make room for `positions` positions, keeping the rows held. */
+  reserve(positions: number): void {
+    if (this.kind !== 'inplace' || positions <= this.capacity) return;
+    if (positions > this.maxLength) throw new InputError(`the KV cache holds at most ${this.maxLength} positions, ${positions} asked (make it with a larger newCache(maxLength))`);
+    const cap = Math.min(this.maxLength, positions + KvCache.CHUNK);
+    const old = this.capacity;
+    const hd = this.headDim;
+    const grow = (t: F32Tensor): F32Tensor => {
+      const data = new Float32Array(this.kvHeads * cap * hd);
+      for (let h = 0; h < this.kvHeads; h++) data.set(t.data.subarray(h * old * hd, (h * old + this.length) * hd), h * cap * hd);
+      return { dims: [1, this.kvHeads, cap, hd], data };
+    };
+    this.keys = this.keys.map(grow);
+    this.values = this.values.map(grow);
   }
 }
 
@@ -62,36 +121,49 @@ export class CausalLM {
     readonly config: LlmConfig,
     private readonly embedSession: Session,
     private readonly decoderSession: Session,
+    /** The decoder's KV cache kind. */
+    readonly cacheKind: 'inplace' | 'grow',
+    /** Set when the weights are block-quantized (a folder written by `mgllava quantize`). */
+    readonly quantization?: QuantizationInfo,
   ) {}
 
   /** The model folder holds config.json and the weights (safetensors, sharded or torch). */
   static async load(folder: string, opts: CausalLMOptions = {}): Promise<CausalLM> {
-    const cfgPath = join(folder, 'config.json');
-    let json: Record<string, unknown>;
-    try {
-      json = JSON.parse(readFileSync(cfgPath, 'utf8')) as Record<string, unknown>;
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      throw new InputError(code === 'ENOENT' ? `${cfgPath}: no such file (the LLM folder needs its config.json)` : `${cfgPath}: cannot read JSON (${(e as Error).message})`, cfgPath);
-    }
+    const { config, quantization } = readLlmFolderConfig(folder);
     const base = openWeights(folder);
-    const store = opts.checkpoint ? llmWeights(base, opts.checkpoint) : base;
-    return CausalLM.fromStore(parseLlmConfig(json, cfgPath), store, opts);
+    let store = base;
+    if (opts.checkpoint) {
+      if (quantization) checkQuantizedAgainstCheckpoint(folder, quantization, opts.checkpoint);
+      else store = llmWeights(base, opts.checkpoint);
+    }
+    return CausalLM.fromStore(config, store, { ...opts, quantization });
   }
 
-  /** From a parsed config and the LLM's tensors (keys as in the HF folder). */
-  static async fromStore(config: LlmConfig, store: WeightStore, opts: Omit<CausalLMOptions, 'checkpoint'> = {}): Promise<CausalLM> {
+  /**
+   * From a parsed config and the LLM's tensors (keys as in the HF folder); with `quantization`,
+   * linears stored quantized run on MatMulNBits.
+   */
+  static async fromStore(config: LlmConfig, store: WeightStore, opts: Omit<CausalLMOptions, 'checkpoint'> & { quantization?: QuantizationInfo } = {}): Promise<CausalLM> {
     const threads = opts.threads;
-    const session = (g: Graph) => {
+    const q = opts.quantization;
+    // MatMulNBits packs its weights at load (pre-packing); without that it unpacks them on every
+    // run. Float weights keep pre-packing off (src/runtime/session.ts).
+    const session = (g: Graph, prepack = false) => {
       const { bytes, externalDataFolder } = g.serialize();
-      return Session.create(g.name, bytes, { externalDataFolder, threads });
+      return Session.create(g.name, bytes, { externalDataFolder, threads, prepack });
     };
+    const dopts: DecoderOptions = {
+      attention: opts.attention,
+      cache: opts.kvCache,
+      quantization: q && { bits: q.bits, blockSize: q.blockSize, accuracyLevel: opts.accuracyLevel ?? 4 },
+    };
+    const kinds = decoderKinds(config, dopts);
     // Build both graphs first so a missing or misshapen tensor fails before any session starts.
     const eg = buildEmbedGraph(store, config);
-    const dg = buildDecoderGraph(store, config, { attention: opts.attention });
+    const dg = buildDecoderGraph(store, config, dopts);
     const embed = await session(eg);
     try {
-      return new CausalLM(config, embed, await session(dg));
+      return new CausalLM(config, embed, await session(dg, q !== undefined), kinds.cache, q);
     } catch (e) {
       await embed.release();
       throw e;
@@ -109,8 +181,14 @@ export class CausalLM {
     return { dims: [ids.length, this.config.hiddenSize], data: e.data };
   }
 
-  newCache(): KvCache {
-    return new KvCache(this.config.layers, this.config.kvHeads, this.config.headDim);
+  /**
+   * An empty KV cache for one conversation of at most `maxLength` positions (prompt + new
+   * tokens; default and upper bound: the model's max_position_embeddings).
+   */
+  newCache(maxLength = this.config.maxPositions): KvCache {
+    const c = this.config;
+    if (!Number.isInteger(maxLength) || maxLength < 1) throw new RangeError(`KV cache length must be a positive integer, got ${maxLength}`);
+    return new KvCache(c.layers, c.kvHeads, c.headDim, this.cacheKind, Math.min(maxLength, c.maxPositions));
   }
 
   /** Throws the context error unless `promptTokens + newTokens` positions fit the model. */
@@ -133,6 +211,7 @@ export class CausalLM {
     if (cache.layers !== c.layers || cache.kvHeads !== c.kvHeads || cache.headDim !== c.headDim) {
       throw new Error('KV cache belongs to a model of another shape');
     }
+    if (cache.kind !== this.cacheKind) throw new Error(`KV cache is '${cache.kind}', this model's decoder takes '${this.cacheKind}' (make it with newCache())`);
     if (cache.length + S > c.maxPositions) {
       throw cache.length > 0 ? contextError(cache.length, S, c.maxPositions) : contextError(S, 0, c.maxPositions);
     }
@@ -140,16 +219,34 @@ export class CausalLM {
       [NAMES.embeds]: { dims: [1, S, c.hiddenSize], data: embeds.data },
       [NAMES.logitsFrom]: { dims: [1], data: BigInt64Array.of(BigInt(opts.allLogits ? 0 : S - 1)) },
     };
-    const outputs: string[] = [NAMES.logits];
-    for (let i = 0; i < c.layers; i++) {
-      feeds[NAMES.pastKey(i)] = cache.keys[i]!;
-      feeds[NAMES.pastValue(i)] = cache.values[i]!;
-      outputs.push(NAMES.presentKey(i), NAMES.presentValue(i));
-    }
-    const out = await this.decoderSession.run(feeds, outputs);
-    for (let i = 0; i < c.layers; i++) {
-      cache.keys[i] = out[NAMES.presentKey(i)]!;
-      cache.values[i] = out[NAMES.presentValue(i)]!;
+    let out: Record<string, F32Tensor>;
+    if (cache.kind === 'inplace') {
+      // onnxruntime reads the buffers without a copy and returns the S new rows, written here.
+      cache.reserve(cache.length + S);
+      feeds[NAMES.pastLength] = { dims: [1], data: BigInt64Array.of(BigInt(cache.length)) };
+      const outputs: string[] = [NAMES.logits];
+      for (let i = 0; i < c.layers; i++) {
+        feeds[NAMES.pastKey(i)] = cache.keys[i]!;
+        feeds[NAMES.pastValue(i)] = cache.values[i]!;
+        outputs.push(NAMES.newKey(i), NAMES.newValue(i));
+      }
+      out = await this.decoderSession.run(feeds, outputs);
+      for (let i = 0; i < c.layers; i++) {
+        cache.write(cache.keys[i]!, out[NAMES.newKey(i)]!);
+        cache.write(cache.values[i]!, out[NAMES.newValue(i)]!);
+      }
+    } else {
+      const outputs: string[] = [NAMES.logits];
+      for (let i = 0; i < c.layers; i++) {
+        feeds[NAMES.pastKey(i)] = cache.keys[i]!;
+        feeds[NAMES.pastValue(i)] = cache.values[i]!;
+        outputs.push(NAMES.presentKey(i), NAMES.presentValue(i));
+      }
+      out = await this.decoderSession.run(feeds, outputs);
+      for (let i = 0; i < c.layers; i++) {
+        cache.keys[i] = out[NAMES.presentKey(i)]!;
+        cache.values[i] = out[NAMES.presentValue(i)]!;
+      }
     }
     cache.length += S;
     const logits = out[NAMES.logits]!;
@@ -159,5 +256,38 @@ export class CausalLM {
   async release(): Promise<void> {
     await this.embedSession.release();
     await this.decoderSession.release();
+  }
+}
+
+/** config.json of an LLM folder, and its quantization block when `mgllava quantize` wrote it. */
+export function readLlmFolderConfig(folder: string): { config: LlmConfig; quantization?: QuantizationInfo; json: Record<string, unknown> } {
+  const cfgPath = join(folder, 'config.json');
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(readFileSync(cfgPath, 'utf8')) as Record<string, unknown>;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new InputError(code === 'ENOENT' ? `${cfgPath}: no such file (the LLM folder needs its config.json)` : `${cfgPath}: cannot read JSON (${(e as Error).message})`, cfgPath);
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new InputError(`${cfgPath}: expected a JSON object`, cfgPath);
+  return { config: parseLlmConfig(json, cfgPath), quantization: readQuantizationConfig(json, cfgPath), json };
+}
+
+/**
+ * A quantized folder already holds the LLM weights it was made from, the checkpoint's llm.*
+ * included when one was given to `mgllava quantize`. The checkpoint given now must be that one
+ * (same llm.* fingerprint), or one without llm.* when none was applied; otherwise the weights
+ * would silently not be the fine-tuned ones.
+ */
+function checkQuantizedAgainstCheckpoint(folder: string, q: QuantizationInfo, checkpoint: WeightStore): void {
+  const has = hasLlmTensors(checkpoint);
+  const redo = `re-run \`mgllava quantize --llm BASE --checkpoint ${checkpoint.path} --out ...\``;
+  if (q.checkpointFingerprint === null) {
+    if (has) throw new InputError(`${folder} was quantized from the base LLM alone, but ${checkpoint.path} carries fine-tuned llm.* weights; ${redo}`, folder);
+    return;
+  }
+  if (!has) throw new InputError(`${folder} was quantized with a checkpoint's fine-tuned llm.* weights, but ${checkpoint.path} has none: it belongs to another model`, folder);
+  if (checkpointFingerprint(checkpoint) !== q.checkpointFingerprint) {
+    throw new InputError(`${folder} was quantized with the llm.* weights of another checkpoint than ${checkpoint.path}; ${redo}`, folder);
   }
 }

@@ -3,20 +3,35 @@
 // - `embed`: token ids -> input embeddings (a Gather of `model.embed_tokens.weight`, done on the
 //   stored dtype and upcast after, so a bf16 table is never copied to float32 whole).
 // - `decoder`: input embeddings [1, S, H] plus the KV cache of the P positions before them ->
-//   logits and the grown cache (P + S positions). One graph serves the prefill of a whole prompt
+//   logits and the cache with the S new positions. One graph serves the prefill of a whole prompt
 //   (S = prompt length, P = 0) and the one-token decode steps (S = 1).
 //
 // Attention is onnxruntime's com.microsoft GroupQueryAttention (causal, with past/present KV in
-// BNSH layout). Rotary embeddings are applied before it with plain ops, as HF's
+// BNSH layout). Its KV cache is either
+// - 'inplace': per layer one caller-owned buffer [1, kvHeads, capacity, headDim] that onnxruntime
+//   reads where it lies (an input tensor wraps the caller's memory), with `past_length` = P; the
+//   graph outputs only the S new (rotated) key and value rows, new_key.i / new_value.i
+//   [1, kvHeads, S, headDim], which the caller writes into its buffer; or
+// - 'grow': past [1, kvHeads, P, headDim] in, present [1, kvHeads, P+S, headDim] out (a new
+//   tensor each run), the plain-op attention's way.
+// Why not GQA's shared past/present buffer (its kernel writes only the new rows when past and
+// present are the same memory)? That needs the present bound as a pre-allocated output, and
+// onnxruntime-node 1.30 copies every fetched output into a new ArrayBuffer after the run
+// (tensor_helper.cc, OrtValueToNapiValue), so each token would copy the whole buffer out again:
+// measured slower than growing. Here GQA's present stays an internal value of the run (arena
+// memory, never handed to JS), and per token only S rows cross over.
+// Linear layers are FusedMatMul on float weights, or MatMulNBits on block-quantized weights
+// (src/model/llm/quantized.ts). Rotary embeddings are applied before it with plain ops, as HF's
 // `apply_rotary_pos_emb` does (rotate_half, non-interleaved, on the first `rotaryDim` dims of each
 // head), with cos/sin computed in float32 for the S positions P..P+S-1 inside the graph, so no
 // cache of max_position_embeddings rows is needed.
 
 import { Graph, Value, MS_DOMAIN } from '../../graph/graph.js';
-import { linear, rmsNorm } from '../../graph/blocks.js';
+import { rmsNorm } from '../../graph/blocks.js';
 import { WeightStore } from '../../weights/types.js';
 import { Params } from '../params.js';
 import { LlmConfig } from './config.js';
+import { LlmParams, QuantizedLinears } from './quantized.js';
 import { LayerLayout } from './layout.js';
 import { llamaLayout } from './llama.js';
 import { phi3Layout } from './phi3.js';
@@ -27,6 +42,11 @@ export const NAMES = {
   embeds: 'inputs_embeds',
   logitsFrom: 'logits_from',
   logits: 'logits',
+  /** int64 [1]: positions already in an in-place cache (P). */
+  pastLength: 'past_length',
+  /** In-place cache: the S new key / value rows [1, kvHeads, S, headDim]. */
+  newKey: (i: number) => `new_key.${i}`,
+  newValue: (i: number) => `new_value.${i}`,
   pastKey: (i: number) => `past_key.${i}`,
   pastValue: (i: number) => `past_value.${i}`,
   presentKey: (i: number) => `present_key.${i}`,
@@ -34,6 +54,21 @@ export const NAMES = {
 } as const;
 
 const LAYOUTS: Record<LlmConfig['arch'], LayerLayout> = { llama: llamaLayout, phi3: phi3Layout };
+
+/** How the architecture stores a decoder layer (its Linear modules included). */
+export function layerLayout(c: LlmConfig): LayerLayout {
+  return LAYOUTS[c.arch];
+}
+
+/** Attention and cache kinds the options resolve to for this model. */
+export function decoderKinds(c: LlmConfig, opts: DecoderOptions = {}): { attention: 'gqa' | 'ops'; cache: 'inplace' | 'grow' } {
+  // onnxruntime's GroupQueryAttention (1.30, CPU) takes head sizes that are multiples of 8; the
+  // plain-op attention serves any other size.
+  const attention = opts.attention ?? (c.headDim % 8 === 0 ? 'gqa' : 'ops');
+  const cache = opts.cache ?? (attention === 'gqa' ? 'inplace' : 'grow');
+  if (cache === 'inplace' && attention !== 'gqa') throw new Error('the in-place KV cache needs GroupQueryAttention (attention: gqa)');
+  return { attention, cache };
+}
 
 /** HF's default rope inverse frequencies, in float32 as torch computes them. */
 export function ropeInvFreq(theta: number, rotaryDim: number): Float32Array {
@@ -59,27 +94,31 @@ export function buildEmbedGraph(store: WeightStore, c: LlmConfig): Graph {
 
 /**
  * inputs_embeds [1, S, H], logits_from int64 [1] (first position to compute logits for: 0 for
- * every position, S-1 for the last only), past_key.i / past_value.i [1, kvHeads, P, headDim]
- * -> logits [1, S - logits_from, V], present_key.i / present_value.i [1, kvHeads, P+S, headDim].
+ * every position, S-1 for the last only), and the cache:
+ * - 'grow': past_key.i / past_value.i [1, kvHeads, P, headDim] -> present_key.i /
+ *   present_value.i [1, kvHeads, P+S, headDim];
+ * - 'inplace': past_length int64 [1] = P, past_key.i / past_value.i [1, kvHeads, C, headDim] of
+ *   any capacity C >= P (rows P.. ignored) -> new_key.i / new_value.i [1, kvHeads, S, headDim],
+ *   the rows for positions P..P+S-1;
+ * -> logits [1, S - logits_from, V].
  */
 export function buildDecoderGraph(store: WeightStore, c: LlmConfig, opts: DecoderOptions = {}): Graph {
   const g = new Graph('llm_decoder');
   const layout = LAYOUTS[c.arch];
-  const p = new Params(g, store);
+  const p = new LlmParams(g, store, opts.quantization);
   const H = c.hiddenSize;
-  // onnxruntime's GroupQueryAttention (1.30, CPU) takes head sizes that are multiples of 8; the
-  // plain-op attention serves any other size.
-  const kind = opts.attention ?? (c.headDim % 8 === 0 ? 'gqa' : 'ops');
-  const kvDims = [1, c.kvHeads, 'past', c.headDim];
+  const { attention: kind, cache } = decoderKinds(c, opts);
+  const kvDims = [1, c.kvHeads, cache === 'inplace' ? 'capacity' : 'past', c.headDim];
   const embeds = g.input(NAMES.embeds, 'F32', [1, 'seq', H]);
   const logitsFrom = g.input(NAMES.logitsFrom, 'I64', [1]);
+  const pastLength = cache === 'inplace' ? g.input(NAMES.pastLength, 'I64', [1]) : undefined;
   const past: { k: Value; v: Value }[] = [];
   for (let i = 0; i < c.layers; i++) {
     past.push({ k: g.input(NAMES.pastKey(i), 'F32', kvDims), v: g.input(NAMES.pastValue(i), 'F32', kvDims) });
   }
 
-  // Positions P..P+S-1 from the shapes of the inputs.
-  const P = g.op1('Shape', [past[0]!.k], { start: 2, end: 3 }, { name: 'past_len' }); // [1]
+  // Positions P..P+S-1: P from the past's shape, or given when the cache has spare capacity.
+  const P = pastLength ?? g.op1('Shape', [past[0]!.k], { start: 2, end: 3 }, { name: 'past_len' }); // [1]
   const S = g.op1('Shape', [embeds], { start: 1, end: 2 }, { name: 'seq_len' }); // [1]
   const total = g.op1('Add', [P, S], {}, { name: 'total_len' }); // [1]
   // GroupQueryAttention: seqlens_k = total - 1 (int32 [batch]), total_sequence_length int32 scalar.
@@ -107,26 +146,33 @@ export function buildDecoderGraph(store: WeightStore, c: LlmConfig, opts: Decode
       ? g.op('GroupQueryAttention', [qr, kr, v, past[i]!.k, past[i]!.v, seqlensK, totalLen], gqaAttrs,
         { domain: MS_DOMAIN, outputs: 3, name: `${name}.gqa` })
       : opsAttention(g, c, qr, kr, v, past[i]!, mask!, name);
-    g.output(presentK!, NAMES.presentKey(i), 'F32', [1, c.kvHeads, 'total', c.headDim]);
-    g.output(presentV!, NAMES.presentValue(i), 'F32', [1, c.kvHeads, 'total', c.headDim]);
-    const oBias = layout.outBias(c, 'o_proj') ? a.take('o_proj.bias', [H]) : null;
-    const o = linear(g, att!, a.take('o_proj.weight', [H, c.heads * c.headDim]), oBias, `${name}.o_proj`);
+    if (cache === 'inplace') {
+      // GQA's present (the past copied together with the new rows) stays inside the run.
+      const bnsh = (x: Value, n: string) =>
+        g.op1('Transpose', [g.op1('Reshape', [x, g.constI64([0, 0, c.kvHeads, c.headDim])])], { perm: [0, 2, 1, 3] }, { name: n });
+      g.output(bnsh(kr, `${name}.new_k`), NAMES.newKey(i), 'F32', [1, c.kvHeads, 'seq', c.headDim]);
+      g.output(bnsh(v, `${name}.new_v`), NAMES.newValue(i), 'F32', [1, c.kvHeads, 'seq', c.headDim]);
+    } else {
+      g.output(presentK!, NAMES.presentKey(i), 'F32', [1, c.kvHeads, 'total', c.headDim]);
+      g.output(presentV!, NAMES.presentValue(i), 'F32', [1, c.kvHeads, 'total', c.headDim]);
+    }
+    const o = a.linear(att!, 'o_proj', H, c.heads * c.headDim, layout.outBias(c, 'o_proj'), `${name}.o_proj`);
     x = g.op1('Add', [x, o], {}, { name: `${name}.attn_res` });
 
     const m = l.sub('mlp.');
     const h2 = rmsNorm(g, x, l.take('post_attention_layernorm.weight', [H]), c.rmsEps, `${name}.ln2`);
     const { gate, up } = layout.gateUp(g, m, c, h2, name);
     const act = g.op1('Mul', [gate, g.op1('Sigmoid', [gate])], {}, { name: `${name}.silu` });
-    const dBias = layout.outBias(c, 'down_proj') ? m.take('down_proj.bias', [H]) : null;
-    const down = linear(g, g.op1('Mul', [act, up]), m.take('down_proj.weight', [H, c.intermediateSize]), dBias, `${name}.down_proj`);
+    const down = m.linear(g.op1('Mul', [act, up]), 'down_proj', H, c.intermediateSize, layout.outBias(c, 'down_proj'), `${name}.down_proj`);
     x = g.op1('Add', [x, down], {}, { name: `${name}.mlp_res` });
   }
 
   const big = g.constI64([Number.MAX_SAFE_INTEGER]);
   const kept = g.op1('Slice', [x, logitsFrom, big, g.constI64([1])], {}, { name: 'logit_positions' }); // [1, S', H]
   const normed = rmsNorm(g, kept, p.take('model.norm.weight', [H]), c.rmsEps, 'final_norm');
-  const head = c.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
-  const logits = linear(g, normed, p.take(head, [c.vocabSize, H]), null, 'lm_head');
+  // A tied head reads the embedding table, unless the folder holds a quantized copy as lm_head.
+  const head = c.tieWordEmbeddings && !p.isQuantized('lm_head') ? 'model.embed_tokens' : 'lm_head';
+  const logits = p.linear(normed, head, c.vocabSize, H, false, 'lm_head');
   g.output(logits, NAMES.logits, 'F32', [1, 'kept', c.vocabSize]);
   return g;
 }
@@ -137,6 +183,10 @@ export interface DecoderOptions {
    * 'ops': the same attention from MatMul/Softmax, for any head size.
    */
   attention?: 'gqa' | 'ops';
+  /** KV cache kind (default 'inplace' with GQA, 'grow' with the plain-op attention, which only has that). */
+  cache?: 'inplace' | 'grow';
+  /** Run linears stored quantized (`X.weight.qweight`) on MatMulNBits with these settings. */
+  quantization?: QuantizedLinears;
 }
 
 /**

@@ -3,8 +3,8 @@
 // decoder is shared.
 
 import { Graph, Value } from '../../graph/graph.js';
-import { Params } from '../params.js';
 import { LlmConfig } from './config.js';
+import { LlmParams } from './quantized.js';
 
 export interface Projected {
   /** [1, S, heads*headDim] */
@@ -23,9 +23,14 @@ export interface GateUp {
 
 export interface LayerLayout {
   /** x [1, S, H] -> q, k, v before rotary. `p` is under `model.layers.{i}.self_attn.`. */
-  qkv(g: Graph, p: Params, c: LlmConfig, x: Value, name: string): Projected;
+  qkv(g: Graph, p: LlmParams, c: LlmConfig, x: Value, name: string): Projected;
   /** x [1, S, H] -> gate, up projections. `p` is under `model.layers.{i}.mlp.`. */
-  gateUp(g: Graph, p: Params, c: LlmConfig, x: Value, name: string): GateUp;
+  gateUp(g: Graph, p: LlmParams, c: LlmConfig, x: Value, name: string): GateUp;
   /** Whether o_proj / down_proj carry biases. */
   outBias(c: LlmConfig, which: 'o_proj' | 'down_proj'): boolean;
+  /**
+   * Every Linear module of a layer, relative to `model.layers.{i}.` (`self_attn.q_proj`, ...):
+   * the matrices `mgllava quantize` quantizes.
+   */
+  linears: readonly string[];
 }

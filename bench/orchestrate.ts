@@ -1,0 +1,316 @@
+// `npm run bench`: prepares each model of a preset once in the cache folder (random weights: the
+// MG-LLaVA folder, the LLM in the HF layout, its Q4_0 GGUF), then runs every measurement in a
+// child process of its own, one after the other, and gathers the numbers and ratios.
+
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { cpus, loadavg, totalmem, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DTYPE_BYTES, numel } from '../src/core/tensor.js';
+import { resolveModelFiles } from '../src/model/model-files.js';
+import { parseLlmConfig } from '../src/model/llm/config.js';
+import { openWeights } from '../src/weights/open.js';
+import { WeightStore } from '../src/weights/types.js';
+import { writeRandomModel } from '../test/helpers/random-model.js';
+import type { Job } from './child.js';
+import { readGgufHeader, GGML_TYPE, ggmlBytes, GgmlType } from './gguf.js';
+import { llmParams, writeGgufFromHf, writeRandomLlm } from './llm-files.js';
+import { LlmTimes, VisionTimes, benchImage } from './measure-ours.js';
+import { LlmFormat, prepareOurLlm } from './our-llm.js';
+import { LlamaCppTimes, setupLlamaCpp } from './peer-llamacpp.js';
+import { BenchModel, PRESETS, Preset } from './presets.js';
+import { Ratios, ratios } from './report.js';
+import type { Bandwidth } from './bandwidth.js';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const TINY = join(ROOT, 'fixtures', 'tiny');
+const CHILD = join(dirname(fileURLToPath(import.meta.url)), 'child.js');
+
+export interface BenchOptions {
+  preset: Preset['name'];
+  threads: number;
+  /** Folder for the random-weight models, the GGUFs and node-llama-cpp (outside the repository). */
+  cache: string;
+  /** false: PyTorch and llama.cpp are reported as skipped without trying them. */
+  peers: boolean;
+  /** Only these models of the preset (by name). */
+  models?: readonly string[];
+  python: string;
+  /** Our LLM's weights: 4-bit (default) or the float checkpoint. */
+  llmFormat?: LlmFormat;
+  /** The command line, for the report. */
+  command: string;
+  /** Buffer size of the bandwidth measurement (default 512 MiB, far above the caches). */
+  bandwidthBytes?: number;
+  log: (m: string) => void;
+}
+
+export const defaultCache = () => process.env.MGLLAVA_BENCH_CACHE ?? join(tmpdir(), 'mgllava-bench');
+
+export interface Skipped { skipped: string }
+export const isSkipped = (x: unknown): x is Skipped => typeof x === 'object' && x !== null && 'skipped' in x;
+
+export interface TorchTimes { load_s: number; encode_s: number; objects_s: number; peak_rss_bytes: number; version: string }
+
+export interface ModelResult {
+  title: string;
+  shapes: { llm: Record<string, unknown>; vision: Record<string, unknown> };
+  ours: {
+    llm_format: string;
+    vision: VisionTimes | Skipped;
+    llm: LlmTimes | Skipped;
+    /** Bytes of the weights as the engine holds them (floats as float32, the embedding table as stored). */
+    vision_weight_bytes: number;
+    llm_weight_bytes: number;
+    /** Weights read per decoded token + the KV cache at the mid-decode length. */
+    decode_bytes_per_token: number;
+    bandwidth?: Bandwidth | Skipped;
+  };
+  torch: TorchTimes | Skipped;
+  llamacpp: {
+    flash_off: LlamaCppTimes | Skipped;
+    flash_on: LlamaCppTimes | Skipped;
+    gguf_bytes?: number;
+    decode_bytes_per_token?: number;
+    bandwidth_off?: Bandwidth | Skipped;
+    bandwidth_on?: Bandwidth | Skipped;
+  };
+  ratios: Ratios;
+}
+
+export interface Report {
+  command: string;
+  date: string;
+  preset: Preset['name'];
+  threads: number;
+  machine: { cpu: string; cores: number; memory_bytes: number; node: string };
+  load_average_start: number[];
+  load_average_end: number[];
+  workload: Preset['workload'];
+  models: Record<string, ModelResult>;
+}
+
+// ---- files ----
+
+const hash = (x: unknown) => createHash('sha256').update(JSON.stringify(x)).digest('hex').slice(0, 8);
+
+/** Builds `dir` with `make(tmp)` unless it exists (a `.partial` folder renamed when complete). */
+function once(dir: string, what: string, log: (m: string) => void, make: (tmp: string) => void): string {
+  if (existsSync(dir)) return dir;
+  log(`writing ${what} to ${dir} (once)`);
+  const tmp = `${dir}.partial`;
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(dirname(tmp), { recursive: true });
+  make(tmp);
+  renameSync(tmp, dir);
+  return dir;
+}
+
+interface ModelFiles {
+  /** The MG-LLaVA folder (mgllava_config.json). */
+  mg: string;
+  /** The bf16 LLM folder in the HF layout. */
+  llm: string;
+  /** Where files derived from the LLM go (the GGUF, the 4-bit folder). */
+  llmCache: string;
+  gguf?: string;
+  /** The exact vision inputs our run used, for the PyTorch peer. */
+  inputs: string;
+}
+
+function prepareFiles(m: BenchModel, o: BenchOptions): ModelFiles {
+  let files: ModelFiles;
+  if (o.preset === 'tiny') {
+    mkdirSync(o.cache, { recursive: true });
+    files = { mg: join(TINY, 'mgllava'), llm: join(TINY, 'llm'), llmCache: o.cache, inputs: join(o.cache, 'inputs-tiny.safetensors') };
+  } else {
+    const v = once(join(o.cache, `vision-${m.name}-${hash(m.vision)}`), `a random-weight MG-LLaVA vision side (${m.title})`, o.log,
+      (tmp) => writeRandomModel(tmp, m.vision));
+    const llmCache = once(join(o.cache, `llm-${m.name}-${hash(m.llm)}`), `a random-weight ${m.llm.arch} LLM (bf16, ${(llmParams(m.llm) / 1e9).toFixed(2)}B parameters)`, o.log, (tmp) => {
+      mkdirSync(tmp, { recursive: true });
+      writeRandomLlm(join(tmp, 'hf'), m.llm, join(TINY, 'llm'), 7, o.log);
+    });
+    files = { mg: join(v, 'mg'), llm: join(llmCache, 'hf'), llmCache, inputs: join(o.cache, `inputs-${m.name}.safetensors`) };
+  }
+  if (o.peers) {
+    const gguf = join(files.llmCache, `${m.name}-q4_0.gguf`);
+    if (!existsSync(gguf)) {
+      o.log(`writing the Q4_0 GGUF for llama.cpp to ${gguf} (once)`);
+      writeGgufFromHf(files.llm, gguf);
+    }
+    files.gguf = gguf;
+  }
+  return files;
+}
+
+/** Bytes of the store's tensors as the engine holds them: float types as float32 (our graphs upcast), others as stored. */
+function engineBytes(store: WeightStore, keep: (k: string) => boolean): number {
+  let n = 0;
+  for (const k of store.keys()) {
+    if (!keep(k)) continue;
+    const t = store.get(k)!;
+    n += ['F32', 'F16', 'BF16', 'F64'].includes(t.dtype) ? numel(t.shape) * 4 : numel(t.shape) * DTYPE_BYTES[t.dtype];
+  }
+  return n;
+}
+
+function storedBytes(store: WeightStore, key: string): number {
+  const t = store.get(key);
+  return t ? numel(t.shape) * DTYPE_BYTES[t.dtype] : 0;
+}
+
+// ---- children ----
+
+function child<T>(job: Job, log: (m: string) => void): T | Skipped {
+  const t0 = performance.now();
+  const r = spawnSync(process.execPath, [CHILD, JSON.stringify(job)], {
+    encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20, timeout: 3_600_000,
+  });
+  const lines = (r.stderr ?? '').trim().split('\n').filter((s) => s.trim());
+  if (r.status !== 0) {
+    const why = r.signal ? `killed by ${r.signal}${r.signal === 'SIGKILL' ? ' (out of memory?)' : ''}` : lines.pop() ?? `exit code ${r.status}`;
+    log(`  ${job.kind} failed: ${why}`);
+    return { skipped: `${job.kind} failed: ${why}` };
+  }
+  log(`  ${job.kind}: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as T;
+}
+
+const TORCH_HINT = 'install Debian\'s python3-torch python3-torchvision libopenblas0-pthread (apt-get install python3-torch python3-torchvision libopenblas0-pthread)';
+
+/** The PyTorch peer's setup check: torch and torchvision import, and the BLAS is an optimised one. */
+function torchReady(python: string): { ok: true; version: string } | Skipped {
+  const probe = [
+    'import torch, torchvision',
+    'torch.ones(64, 64) @ torch.ones(64, 64)',
+    "maps = open('/proc/self/maps').read()",
+    "print(torch.__version__, 'openblas' if 'openblas' in maps else 'mkl' if 'libmkl' in maps else 'reference' if 'libblas' in maps else 'builtin')",
+  ].join('\n');
+  const r = spawnSync(python, ['-c', probe], { encoding: 'utf8' });
+  if (r.status !== 0) return { skipped: `PyTorch not found for ${python}: ${TORCH_HINT}` };
+  const [version, blas] = r.stdout.trim().split(' ');
+  if (blas === 'reference') return { skipped: `PyTorch ${version} runs on the reference BLAS (~50x slower, no fair comparison): install libopenblas0-pthread` };
+  return { ok: true, version: `${version} (${blas})` };
+}
+
+function runTorch(o: BenchOptions, mg: string, inputs: string): TorchTimes | Skipped {
+  if (!o.peers) return { skipped: 'peers disabled (--no-peers)' };
+  const ready = torchReady(o.python);
+  if ('skipped' in ready) { o.log(`  PyTorch skipped: ${ready.skipped}`); return ready; }
+  if (!existsSync(inputs)) return { skipped: 'our vision run failed, so there are no inputs to give PyTorch' };
+  o.log(`  PyTorch ${ready.version} vision path`);
+  const t = String(o.threads);
+  const t0 = performance.now();
+  const r = spawnSync(o.python, [join(ROOT, 'bench', 'peer_torch.py'), mg, inputs, t, String(PRESETS[o.preset].workload.visionRuns)], {
+    encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 3_600_000,
+    env: { ...process.env, OMP_NUM_THREADS: t, OPENBLAS_NUM_THREADS: t, MKL_NUM_THREADS: t },
+  });
+  if (r.status !== 0) {
+    const why = (r.stderr ?? '').trim().split('\n').pop() ?? `exit code ${r.status}`;
+    return { skipped: `PyTorch vision path failed: ${why}` };
+  }
+  o.log(`  torch-vision: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  const p = JSON.parse(r.stdout.trim().split('\n').pop()!) as { load: number; encoder: number; boxes: number; rss: number };
+  return { load_s: p.load, encode_s: p.encoder, objects_s: p.boxes, peak_rss_bytes: p.rss * 2 ** 30, version: ready.version };
+}
+
+// ---- one model ----
+
+async function benchModel(m: BenchModel, o: BenchOptions): Promise<ModelResult> {
+  const w = PRESETS[o.preset].workload;
+  const files = prepareFiles(m, o);
+  const cfgPath = join(files.llm, 'config.json');
+  const cfg = parseLlmConfig(JSON.parse(readFileSync(cfgPath, 'utf8')) as Record<string, unknown>, cfgPath);
+  const ourLlm = await prepareOurLlm(files.llm, files.llmCache, m, o);
+  const kvPositions = w.promptTokens + w.decodeTokens / 2;
+  const kvElems = 2 * cfg.layers * cfg.kvHeads * cfg.headDim * kvPositions;
+
+  const mf = resolveModelFiles({ model: files.mg });
+  const visionBytes = engineBytes(openWeights(mf.visualEncoder), (k) => k.startsWith('vision_model.'))
+    + engineBytes(openWeights(mf.visualEncoderAux), (k) => k.startsWith('visual.trunk.'))
+    + engineBytes(openWeights(mf.checkpoint), (k) => !k.startsWith('llm.'));
+  const llmStore = openWeights(ourLlm.folder);
+  const embedKey = 'model.embed_tokens.weight';
+  const embedBytes = storedBytes(llmStore, embedKey);
+  const llmBytes = engineBytes(llmStore, (k) => k !== embedKey) + embedBytes;
+  const bytesPerToken = engineBytes(llmStore, (k) => k !== embedKey) + 4 * kvElems;
+  const bw = () => child<Bandwidth>({ kind: 'bandwidth', threads: o.threads, bytes: o.bandwidthBytes ?? 2 ** 29 }, o.log);
+
+  o.log(`[${m.name}] our vision side`);
+  rmSync(files.inputs, { force: true });
+  const vision = child<VisionTimes>({ kind: 'ours-vision', model: files.mg, image: benchImage(ROOT), threads: o.threads, workload: w, inputsFile: files.inputs }, o.log);
+  o.log(`[${m.name}] PyTorch vision side`);
+  const torch = runTorch(o, files.mg, files.inputs);
+
+  o.log(`[${m.name}] our LLM (${ourLlm.format})`);
+  let llm: LlmTimes | Skipped;
+  let bandwidth: Bandwidth | Skipped | undefined;
+  if (ourLlm.skipped) {
+    llm = { skipped: ourLlm.skipped };
+    o.log(`  skipped: ${ourLlm.skipped}`);
+  } else {
+    bandwidth = bw();
+    llm = child<LlmTimes>({ kind: 'ours-llm', llm: ourLlm.folder, threads: o.threads, workload: w }, o.log);
+  }
+
+  const llamacpp: ModelResult['llamacpp'] = { flash_off: { skipped: 'peers disabled (--no-peers)' }, flash_on: { skipped: 'peers disabled (--no-peers)' } };
+  if (o.peers && files.gguf) {
+    const setup = setupLlamaCpp(o.cache, o.log);
+    if (!setup.ok) {
+      o.log(`  llama.cpp skipped: ${setup.reason}`);
+      llamacpp.flash_off = llamacpp.flash_on = { skipped: setup.reason };
+    } else {
+      const h = readGgufHeader(files.gguf);
+      const tensorBytes = (t: { shape: number[]; type: number }) => {
+        const type = (Object.keys(GGML_TYPE) as GgmlType[]).find((k) => GGML_TYPE[k] === t.type)!;
+        return ggmlBytes(type, t.shape);
+      };
+      llamacpp.gguf_bytes = h.tensors.reduce((a, t) => a + tensorBytes(t), 0);
+      // fp16 KV cache (llama.cpp's default); the token embedding is a row lookup.
+      llamacpp.decode_bytes_per_token = h.tensors.filter((t) => t.name !== 'token_embd.weight').reduce((a, t) => a + tensorBytes(t), 0) + 2 * kvElems;
+      for (const fa of [false, true]) {
+        o.log(`[${m.name}] llama.cpp, flash attention ${fa ? 'on' : 'off'}`);
+        const b = bw();
+        const r = child<LlamaCppTimes>({ kind: 'llamacpp', dir: setup.dir, gguf: files.gguf, vocab: cfg.vocabSize, threads: o.threads, workload: w, flashAttention: fa }, o.log);
+        if (fa) { llamacpp.flash_on = r; llamacpp.bandwidth_on = b; } else { llamacpp.flash_off = r; llamacpp.bandwidth_off = b; }
+      }
+    }
+  }
+
+  const result: Omit<ModelResult, 'ratios'> = {
+    title: m.title,
+    shapes: { llm: { ...m.llm }, vision: { ...m.vision } },
+    ours: {
+      llm_format: ourLlm.format, vision, llm, vision_weight_bytes: visionBytes, llm_weight_bytes: llmBytes,
+      decode_bytes_per_token: bytesPerToken, ...(bandwidth ? { bandwidth } : {}),
+    },
+    torch,
+    llamacpp,
+  };
+  return { ...result, ratios: ratios(result) };
+}
+
+export async function runBench(o: BenchOptions): Promise<Report> {
+  const preset = PRESETS[o.preset];
+  const start = loadavg();
+  o.log(`load average ${start.map((x) => x.toFixed(2)).join(' ')}; ${o.threads} threads; cache ${o.cache}`);
+  if (start[0]! > 0.5) o.log('note: the machine is not idle; timings will be noisy (run the bench alone)');
+  const models: Record<string, ModelResult> = {};
+  for (const m of preset.models) {
+    if (o.models && !o.models.includes(m.name)) continue;
+    models[m.name] = await benchModel(m, o);
+  }
+  return {
+    command: o.command,
+    date: new Date().toISOString(),
+    preset: o.preset,
+    threads: o.threads,
+    machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, memory_bytes: totalmem(), node: process.version },
+    load_average_start: start,
+    load_average_end: loadavg(),
+    workload: preset.workload,
+    models,
+  };
+}

@@ -1,0 +1,182 @@
+// Ratios, the printed tables and docs/BENCHMARKS.md. A time ratio below 1 and a speed ratio
+// above 1 mean we are faster; a peer that was not measured gives null, never a win.
+
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import type { ModelResult, Report, Skipped } from './orchestrate.js';
+import type { LlamaCppTimes } from './peer-llamacpp.js';
+import type { Bandwidth } from './bandwidth.js';
+
+export interface Ratios {
+  /** Ours / PyTorch time for the whole vision side: both towers, fusion, projector, object features. */
+  vision_time_vs_torch: number | null;
+  /** Ours / PyTorch time for the towers, fusion and projector only. */
+  encoder_time_vs_torch: number | null;
+  /** PyTorch's materialised resize + roi_align + mean / our per-stage linear maps (time). */
+  object_features_speedup_vs_materialised: number | null;
+  /** Our decode tokens/s / llama.cpp's (its better flash-attention setting). */
+  decode_vs_llamacpp: number | null;
+  /** Our prefill tokens/s / llama.cpp's (its better setting). */
+  prefill_vs_llamacpp: number | null;
+  /** Our / llama.cpp's time to the first token of the prompt. */
+  ttft_vs_llamacpp: number | null;
+  /** Our / llama.cpp's LLM load time. */
+  load_vs_llamacpp: number | null;
+  /** Our decode tokens/s / (memory bandwidth / bytes we read per token). */
+  decode_vs_ceiling: number | null;
+  /** llama.cpp's decode tokens/s / (bandwidth / bytes it reads per token), for reference. */
+  llamacpp_decode_vs_ceiling: number | null;
+  /** Peak RSS of our LLM process / its weights' bytes. */
+  peak_rss_vs_weights: number | null;
+  /** Peak RSS of our vision process / the vision weights' bytes. */
+  vision_peak_rss_vs_weights: number | null;
+}
+
+/** What the issue asks of each ratio, for the printed table. */
+export const TARGETS: Partial<Record<keyof Ratios, string>> = {
+  vision_time_vs_torch: '<= 0.8',
+  encoder_time_vs_torch: '<= 0.8',
+  object_features_speedup_vs_materialised: '>= 5',
+  decode_vs_llamacpp: '>= 1.0',
+  prefill_vs_llamacpp: '>= 1.0',
+  load_vs_llamacpp: '<= 1.5',
+  decode_vs_ceiling: '>= 0.7',
+  peak_rss_vs_weights: '<= 1.25',
+};
+
+const ok = <T>(x: T | Skipped | undefined): T | undefined =>
+  x === undefined || (typeof x === 'object' && x !== null && 'skipped' in x) ? undefined : (x as T);
+const div = (a: number | undefined, b: number | undefined): number | null =>
+  a === undefined || b === undefined || !(b > 0) ? null : a / b;
+
+/** llama.cpp's better of flash attention off/on for each measure. */
+function bestLlama(r: Omit<ModelResult, 'ratios'>) {
+  const runs = [ok<LlamaCppTimes>(r.llamacpp.flash_off), ok<LlamaCppTimes>(r.llamacpp.flash_on)].filter((x): x is LlamaCppTimes => !!x);
+  if (runs.length === 0) return undefined;
+  const best = (f: (x: LlamaCppTimes) => number, higher: boolean) => runs.map(f).reduce((a, b) => (higher ? Math.max(a, b) : Math.min(a, b)));
+  return {
+    decode_tps: best((x) => x.decode_tps, true),
+    prefill_tps: best((x) => x.prefill_tps, true),
+    ttft_s: best((x) => x.ttft_s, false),
+    load_s: best((x) => x.load_s, false),
+  };
+}
+
+export function ratios(r: Omit<ModelResult, 'ratios'>): Ratios {
+  const v = ok(r.ours.vision);
+  const t = ok(r.torch);
+  const l = ok(r.ours.llm);
+  const best = bestLlama(r);
+  const bw = ok<Bandwidth>(r.ours.bandwidth)?.best;
+  const ceiling = bw === undefined ? undefined : bw / r.ours.decode_bytes_per_token;
+  // llama.cpp's ceiling with the bandwidth measured beside its better decode run.
+  const lc = [['flash_off', 'bandwidth_off'], ['flash_on', 'bandwidth_on']] as const;
+  const lcRatios = lc.map(([run, b]) => {
+    const x = ok<LlamaCppTimes>(r.llamacpp[run]);
+    const bb = ok<Bandwidth>(r.llamacpp[b])?.best;
+    return x && bb && r.llamacpp.decode_bytes_per_token ? x.decode_tps / (bb / r.llamacpp.decode_bytes_per_token) : undefined;
+  }).filter((x): x is number => x !== undefined);
+  return {
+    vision_time_vs_torch: div(v && v.encode_s + v.objects_s, t && t.encode_s + t.objects_s),
+    encoder_time_vs_torch: div(v?.encode_s, t?.encode_s),
+    object_features_speedup_vs_materialised: div(t?.objects_s, v?.objects_s),
+    decode_vs_llamacpp: div(l?.decode_tps, best?.decode_tps),
+    prefill_vs_llamacpp: div(l?.prefill_tps, best?.prefill_tps),
+    ttft_vs_llamacpp: div(l?.ttft_s, best?.ttft_s),
+    load_vs_llamacpp: div(l?.load_s, best?.load_s),
+    decode_vs_ceiling: div(l?.decode_tps, ceiling),
+    llamacpp_decode_vs_ceiling: lcRatios.length ? Math.max(...lcRatios) : null,
+    peak_rss_vs_weights: div(l?.peak_rss_bytes, r.ours.llm_weight_bytes),
+    vision_peak_rss_vs_weights: div(v?.peak_rss_bytes, r.ours.vision_weight_bytes),
+  };
+}
+
+// ---- tables ----
+
+const f2 = (x: number | null | undefined, d = 2) => (x === null || x === undefined ? '-' : x.toFixed(d));
+const gib = (b: number | undefined) => (b === undefined ? '-' : `${(b / 2 ** 30).toFixed(2)} GiB`);
+const why = (x: unknown) => (typeof x === 'object' && x !== null && 'skipped' in x ? `skipped: ${(x as Skipped).skipped}` : undefined);
+
+export function ratioTable(rep: Report): string {
+  const names = Object.keys(rep.models);
+  const keys = Object.keys(Object.values(rep.models)[0]?.ratios ?? {}) as (keyof Ratios)[];
+  const lines = [
+    `| ratio | ${names.join(' | ')} | target |`,
+    `| --- | ${names.map(() => '---').join(' | ')} | --- |`,
+    ...keys.map((k) => `| ${k} | ${names.map((n) => f2(rep.models[n]!.ratios[k])).join(' | ')} | ${TARGETS[k] ?? ''} |`),
+  ];
+  return lines.join('\n');
+}
+
+export function detailTable(name: string, r: ModelResult): string {
+  const v = ok(r.ours.vision);
+  const t = ok(r.torch);
+  const l = ok(r.ours.llm);
+  const off = ok<LlamaCppTimes>(r.llamacpp.flash_off);
+  const on = ok<LlamaCppTimes>(r.llamacpp.flash_on);
+  const bwo = ok<Bandwidth>(r.ours.bandwidth);
+  const bwOff = ok<Bandwidth>(r.llamacpp.bandwidth_off);
+  const bwOn = ok<Bandwidth>(r.llamacpp.bandwidth_on);
+  const gbs = (b: Bandwidth | undefined) => f2(b && b.best / 1e9, 1);
+  const ceil = (bw: Bandwidth | undefined, bpt: number | undefined) => (bw && bpt ? f2(bw.best / bpt, 1) : '-');
+  const row = (label: string, ...cells: string[]) => `| ${label} | ${cells.join(' | ')} |`;
+  const L = [l, undefined, off, on];
+  const out = [
+    `### ${name}: ${r.title}`,
+    '',
+    `Our LLM: ${r.ours.llm_format}. llama.cpp: Q4_0 GGUF written from the same weights${off ? ` (${off.build})` : ''}.`,
+    '',
+    row('measurement', 'mgllava-ts', 'PyTorch', 'llama.cpp FA off', 'llama.cpp FA on'),
+    row('---', '---', '---', '---', '---'),
+    row('vision load (s)', f2(v?.load_s), f2(t?.load_s), '', ''),
+    row('vision encode: towers + fusion + projector (s)', f2(v?.encode_s), f2(t?.encode_s), '', ''),
+    row(`object features + bbox_projector, ${v?.boxes ?? '-'} boxes (s)`, f2(v?.objects_s, 3), f2(t?.objects_s), '', ''),
+    row('vision peak RSS', gib(v?.peak_rss_bytes), gib(t?.peak_rss_bytes), '', ''),
+    row('LLM load (s)', ...L.map((x) => f2(x?.load_s))),
+    row(`prefill of ${l?.prompt_tokens ?? off?.prompt_tokens ?? '-'} tokens (tok/s)`, ...L.map((x) => f2(x?.prefill_tps, 1))),
+    row('time to first token, LLM (s)', ...L.map((x) => f2(x?.ttft_s))),
+    row('time to first token with the image (vision + LLM, s)', f2(v && l ? v.encode_s + v.objects_s + l.ttft_s : undefined), '', '', ''),
+    row(`decode of ${l?.decode_tokens ?? off?.decode_tokens ?? '-'} tokens (tok/s)`, ...L.map((x) => f2(x?.decode_tps, 2))),
+    row('LLM peak RSS', ...L.map((x) => gib(x?.peak_rss_bytes))),
+    row('weights (as held in memory)', `LLM ${gib(r.ours.llm_weight_bytes)}, vision ${gib(r.ours.vision_weight_bytes)}`, '', gib(r.llamacpp.gguf_bytes), ''),
+    row('bytes read per decoded token', gib(r.ours.decode_bytes_per_token), '', gib(r.llamacpp.decode_bytes_per_token), ''),
+    row('memory read bandwidth beside the run (GB/s, best)', gbs(bwo), '', gbs(bwOff), gbs(bwOn)),
+    row('decode ceiling (tok/s)', ceil(bwo, r.ours.decode_bytes_per_token), '',
+      ceil(bwOff, r.llamacpp.decode_bytes_per_token), ceil(bwOn, r.llamacpp.decode_bytes_per_token)),
+  ];
+  const skips = [['our vision', r.ours.vision], ['our LLM', r.ours.llm], ['PyTorch', r.torch], ['llama.cpp FA off', r.llamacpp.flash_off], ['llama.cpp FA on', r.llamacpp.flash_on]] as const;
+  for (const [label, x] of skips) {
+    const w = why(x);
+    if (w) out.push('', `${label}: ${w}`);
+  }
+  return out.join('\n');
+}
+
+export function markdown(rep: Report): string {
+  const m = rep.machine;
+  return [
+    `## ${rep.date.slice(0, 10)}, preset \`${rep.preset}\`, ${rep.threads} threads`,
+    '',
+    `Command: \`${rep.command}\`. Machine: ${m.cpu}, ${m.cores} cores, ${(m.memory_bytes / 2 ** 30).toFixed(0)} GiB, Node ${m.node}. ` +
+      `Load average ${rep.load_average_start.map((x) => x.toFixed(2)).join(' ')} at the start, ${rep.load_average_end.map((x) => x.toFixed(2)).join(' ')} at the end. ` +
+      `Workload: ${rep.workload.boxes} boxes, a ${rep.workload.promptTokens}-token prompt (576 image + ${rep.workload.promptBoxes} box + text tokens), ${rep.workload.decodeTokens} decoded tokens.`,
+    '',
+    ratioTable(rep),
+    '',
+    ...Object.entries(rep.models).flatMap(([n, r]) => [detailTable(n, r), '']),
+  ].join('\n');
+}
+
+/**
+ * Replaces this preset's block in docs/BENCHMARKS.md (between `<!-- bench:NAME -->` and
+ * `<!-- /bench:NAME -->`), so a quick `small` run leaves the `full` numbers in place.
+ */
+export function writeDocs(path: string, rep: Report): void {
+  const open = `<!-- bench:${rep.preset} -->`;
+  const close = `<!-- /bench:${rep.preset} -->`;
+  const block = `${open}\n${markdown(rep)}\n${close}`;
+  let text = existsSync(path) ? readFileSync(path, 'utf8') : '# Benchmarks\n';
+  const a = text.indexOf(open);
+  const b = text.indexOf(close);
+  text = a >= 0 && b > a ? text.slice(0, a) + block + text.slice(b + close.length) : `${text.trimEnd()}\n\n${block}\n`;
+  writeFileSync(path, text);
+}

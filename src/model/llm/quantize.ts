@@ -1,0 +1,250 @@
+// `mgllava quantize`: an LLM folder (optionally with an MG-LLaVA checkpoint's fine-tuned llm.*
+// weights over it) -> a folder with the same config and tokenizer whose Linear weights are
+// block-quantized for onnxruntime's MatMulNBits (format: src/model/llm/quantized.ts), which
+// CausalLM.load, loadModel and `mgllava chat --llm` read like any LLM folder.
+//
+// The embedding table, norms and biases keep their dtype. The folder appears whole or not at
+// all: everything is written into a hidden temporary folder beside it, renamed at the end, and
+// removed on any failure.
+
+import { chmodSync, closeSync, copyFileSync, readSync, existsSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { InputError } from '../../core/errors.js';
+import { DTYPE_BYTES, bytesToF32 } from '../../core/tensor.js';
+import { openWeights } from '../../weights/open.js';
+import { TensorRef } from '../../weights/types.js';
+import { openForRead, readRange } from '../../weights/file-io.js';
+import { NBits, NBitsOptions, checkNBitsOptions, nbitsShapes, quantizeNBits } from '../../weights/nbits.js';
+import { SafetensorsStreamWriter, TensorSpec } from '../../weights/safetensors-stream.js';
+import { llmWeights } from '../llm-weights.js';
+import { readLlmFolderConfig } from './causal-lm.js';
+import { layerLayout } from './decoder.js';
+import { QUANT_FORMAT_VERSION, QUANT_METHOD, QWEIGHT, SCALES, ZERO_POINTS } from './quantized.js';
+import { checkpointFingerprint } from './checkpoint-fingerprint.js';
+
+export interface QuantizeLlmOptions {
+  /** The LLM folder (config.json, tokenizer, weights). */
+  llm: string;
+  /** An MG-LLaVA checkpoint whose llm.* tensors replace the folder's before quantizing. */
+  checkpoint?: string;
+  /** The folder to create; its parent must exist and it must not. */
+  out: string;
+  /** 4 (default) or 8. */
+  bits?: NBits;
+  /** Weights per scale along the input dimension (default 32). */
+  blockSize?: number;
+  /** No zero points (scale from max |w|); default false: min/max with a zero point per block. */
+  symmetric?: boolean;
+  /** Called after each tensor written: (done, total, tensor name). */
+  onProgress?: (done: number, total: number, name: string) => void;
+  /** Stops between tensors (the partial output is removed). */
+  signal?: AbortSignal;
+}
+
+export interface QuantizeLlmResult {
+  out: string;
+  /** Tensors of the source written (quantized or copied). */
+  tensors: number;
+  /** Of which quantized. */
+  quantized: number;
+  /** Number of llm.* tensors taken from the checkpoint. */
+  fromCheckpoint: number;
+  /** Size of the written weights file. */
+  bytes: number;
+}
+
+/** Weight files never copied from the LLM folder (the weights are rewritten). */
+const WEIGHT_FILE = /\.(safetensors|bin|pth|pt|ckpt|gguf|onnx|onnx_data|h5|msgpack)$|\.index\.json$/i;
+/** Rows quantized at a time: bounds the memory of one tensor's float32 copy. */
+const ROWS_PER_PIECE = 1024;
+
+export async function quantizeLlm(o: QuantizeLlmOptions): Promise<QuantizeLlmResult> {
+  const nb: NBitsOptions = { bits: o.bits ?? 4, blockSize: o.blockSize ?? 32, symmetric: o.symmetric ?? false };
+  try {
+    checkNBitsOptions(nb);
+  } catch (e) {
+    throw new InputError((e as Error).message);
+  }
+  const out = resolve(o.out);
+  const parent = dirname(out);
+  if (existsSync(out)) throw new InputError(`${o.out}: already exists; give a new folder to create (--out)`, o.out);
+  if (!existsSync(parent) || !statSync(parent).isDirectory()) throw new InputError(`${o.out}: folder ${parent} does not exist (--out)`, o.out);
+  if (!existsSync(o.llm) || !statSync(o.llm).isDirectory()) throw new InputError(`${o.llm}: not an LLM folder (--llm)`, o.llm);
+
+  const { config, quantization, json } = readLlmFolderConfig(o.llm);
+  if (quantization) throw new InputError(`${o.llm}: already quantized (${quantization.bits}-bit); quantize the original folder`, o.llm);
+  const base = openWeights(o.llm);
+  const ckpt = o.checkpoint ? openWeights(o.checkpoint) : undefined;
+  const store = ckpt ? llmWeights(base, ckpt) : base;
+  const fromCheckpoint = ckpt ? ckpt.keys().filter((k) => k.startsWith('llm.')).length : 0;
+
+  // The Linear weights: each layer's projections, and the output head (from the embedding table
+  // when tied, so the head runs quantized too).
+  const linears = new Map<string, TensorRef>();
+  const want = (key: string, from = key) => {
+    const t = store.get(from);
+    if (!t) throw new InputError(`${store.path}: missing tensor ${from} (a ${config.arch} LLM with ${config.layers} layers)`, store.path);
+    if (t.shape.length !== 2 || !['F32', 'F16', 'BF16', 'F64'].includes(t.dtype)) {
+      throw new InputError(`${store.path}: tensor ${from} is ${t.dtype} [${t.shape.join(', ')}], expected a float matrix`, store.path);
+    }
+    linears.set(key, t);
+  };
+  for (let i = 0; i < config.layers; i++) for (const m of layerLayout(config).linears) want(`model.layers.${i}.${m}.weight`);
+  want('lm_head.weight', config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight');
+
+  // Output tensors in the source's key order; each quantized weight becomes 2-3 tensors.
+  const plan: { spec: TensorSpec; src: TensorRef; part?: 'q' | 's' | 'z' }[] = [];
+  const addQuantized = (key: string, src: TensorRef) => {
+    const [N, K] = src.shape as [number, number];
+    const s = nbitsShapes(N, K, nb);
+    plan.push({ spec: { name: key + QWEIGHT, dtype: 'U8', shape: s.qweight }, src, part: 'q' });
+    plan.push({ spec: { name: key + SCALES, dtype: 'F32', shape: s.scales }, src, part: 's' });
+    if (s.zeroPoints) plan.push({ spec: { name: key + ZERO_POINTS, dtype: 'U8', shape: s.zeroPoints }, src, part: 'z' });
+  };
+  const keys = store.keys();
+  for (const k of keys) {
+    const src = store.get(k)!;
+    if (linears.has(k)) addQuantized(k, src);
+    else plan.push({ spec: { name: k, dtype: src.dtype, shape: src.shape }, src });
+  }
+  if (!keys.includes('lm_head.weight')) addQuantized('lm_head.weight', linears.get('lm_head.weight')!);
+
+  const tmp = mkdtempSync(join(parent, `.${basename(out)}.partial-`));
+  let writer: SafetensorsStreamWriter | undefined;
+  let rowReader: RowReader | undefined;
+  try {
+    for (const f of readdirSync(o.llm)) {
+      const p = join(o.llm, f);
+      if (f === 'config.json' || f.startsWith('.') || WEIGHT_FILE.test(f) || !statSync(p).isFile()) continue;
+      copyFileSync(p, join(tmp, f));
+    }
+    const qc = {
+      quant_method: QUANT_METHOD,
+      format_version: QUANT_FORMAT_VERSION,
+      bits: nb.bits,
+      block_size: nb.blockSize,
+      symmetric: nb.symmetric,
+      checkpoint_llm_fingerprint: ckpt ? checkpointFingerprint(ckpt) : null,
+      source: { llm: resolve(o.llm), checkpoint: o.checkpoint ? resolve(o.checkpoint) : null },
+    };
+    writeFileSync(join(tmp, 'config.json'), `${JSON.stringify({ ...json, quantization_config: qc }, null, 2)}\n`);
+
+    const file = join(tmp, 'model.safetensors');
+    writer = SafetensorsStreamWriter.create(file, plan.map((p) => p.spec), { format: 'pt', 'mgllava.quantization': JSON.stringify(qc) });
+    const total = linears.size + plan.filter((p) => !p.part).length;
+    // Buffers reused from piece to piece: fresh ones cost a page fault per 4 KiB each time.
+    rowReader = new RowReader();
+    const reader = rowReader;
+    const pieceQ = new Reusable((n) => new Uint8Array(n));
+    let done = 0;
+    let bytes = 0;
+    for (let i = 0; i < plan.length; i++) {
+      const item = plan[i]!;
+      if (!item.part) {
+        const b = tensorBytes(item.src);
+        writer.append(b);
+        bytes += b.byteLength;
+        o.onProgress?.(++done, total, item.spec.name);
+      } else if (item.part === 'q') {
+        // qweight rows are written as they are quantized; scales and zero points after them.
+        const [N, K] = item.src.shape as [number, number];
+        const s = nbitsShapes(N, K, nb);
+        const scales = new Float32Array(N * s.scales[1]!);
+        const zps = s.zeroPoints ? new Uint8Array(N * s.zeroPoints[1]!) : undefined;
+        for (let r = 0; r < N; r += ROWS_PER_PIECE) {
+          const rows = Math.min(ROWS_PER_PIECE, N - r);
+          const m = quantizeNBits(reader.read(item.src, r, rows, K), rows, K, nb, {
+            qweight: pieceQ.get(rows * s.qweight[1]! * s.qweight[2]!),
+            scales: scales.subarray(r * s.scales[1]!),
+            zeroPoints: zps?.subarray(r * s.zeroPoints![1]!),
+          });
+          writer.append(m.qweight);
+        }
+        writer.append(new Uint8Array(scales.buffer));
+        if (zps) writer.append(zps);
+        bytes += N * s.qweight[1]! * s.qweight[2]! + scales.byteLength + (zps?.byteLength ?? 0);
+        const base = item.spec.name.slice(0, -QWEIGHT.length);
+        i += nb.symmetric ? 1 : 2; // the scales (and zero points) entries are written
+        o.onProgress?.(++done, total, base);
+      }
+      // Let signals (Ctrl-C) and progress output through between tensors.
+      await new Promise((r) => setImmediate(r));
+      if (o.signal?.aborted) throw new InputError(`interrupted; ${o.out} was not written`, o.out);
+    }
+    reader.close();
+    writer.close();
+    chmodSync(tmp, 0o755); // mkdtemp made it private
+    renameSync(tmp, out);
+    return { out, tensors: total, quantized: linears.size, fromCheckpoint, bytes };
+  } catch (e) {
+    rowReader?.close();
+    writer?.abort();
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+/** The tensor's bytes as stored. */
+function tensorBytes(t: TensorRef): Uint8Array {
+  if (t.source.kind === 'memory') return t.source.bytes;
+  return readRange(t.source.path, t.source.offset, t.source.length, `tensor ${t.name}`);
+}
+
+/** A growable array kept between uses. */
+class Reusable<T extends Uint8Array | Float32Array> {
+  private a?: T;
+  constructor(private readonly make: (n: number) => T) {}
+  get(n: number): T {
+    if (!this.a || this.a.length < n) this.a = this.make(Math.max(n, Math.ceil((this.a?.length ?? 0) * 1.5)));
+    return this.a.subarray(0, n) as T;
+  }
+}
+
+/** Reads rows of float matrices as float32 into reused buffers, keeping one file open at a time. */
+class RowReader {
+  private fd?: number;
+  private path?: string;
+  private readonly bytes = new Reusable((n) => new Uint8Array(n));
+  private readonly floats = new Reusable((n) => new Float32Array(n));
+
+  /** Rows r0 .. r0+rows-1 of the [N, K] matrix `t` (valid until the next call). */
+  read(t: TensorRef, r0: number, rows: number, K: number): Float32Array {
+    const rowBytes = K * DTYPE_BYTES[t.dtype];
+    const n = rows * K;
+    let bytes: Uint8Array;
+    if (t.source.kind === 'memory') {
+      bytes = t.source.bytes.subarray(r0 * rowBytes, (r0 + rows) * rowBytes);
+    } else {
+      if (this.path !== t.source.path) {
+        this.close();
+        this.fd = openForRead(t.source.path);
+        this.path = t.source.path;
+      }
+      bytes = this.bytes.get(rows * rowBytes);
+      const at = t.source.offset + r0 * rowBytes;
+      let done = 0;
+      while (done < bytes.length) {
+        const got = readSync(this.fd!, bytes, done, bytes.length - done, at + done);
+        if (got === 0) throw new InputError(`${t.source.path}: truncated (tensor ${t.name}: wanted ${bytes.length} bytes at offset ${at})`, t.source.path);
+        done += got;
+      }
+    }
+    const out = this.floats.get(n);
+    if (t.dtype === 'BF16') {
+      const src = bytes.byteOffset % 2 === 0 ? new Uint16Array(bytes.buffer, bytes.byteOffset, n) : new Uint16Array(new Uint8Array(bytes).buffer);
+      const o32 = new Uint32Array(out.buffer, out.byteOffset, n);
+      for (let i = 0; i < n; i++) o32[i] = src[i]! << 16;
+    } else if (t.dtype === 'F32' && bytes.byteOffset % 4 === 0) {
+      out.set(new Float32Array(bytes.buffer, bytes.byteOffset, n));
+    } else {
+      out.set(bytesToF32(t.dtype, bytes));
+    }
+    return out;
+  }
+
+  close(): void {
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+    this.path = undefined;
+  }
+}

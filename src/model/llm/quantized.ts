@@ -1,0 +1,128 @@
+// LLM weights as the decoder graph takes them: float tensors through Params, and the linear
+// layers either as float matrices (FusedMatMul) or, in a folder written by `mgllava quantize`, as
+// block-quantized matrices for onnxruntime's MatMulNBits.
+//
+// The quantized folder's format (version 1): config.json carries
+//   "quantization_config": { "quant_method": "mgllava-matmulnbits", "format_version": 1,
+//     "bits": 4 | 8, "block_size": 32, "symmetric": false, "checkpoint_llm_fingerprint": ... }
+// and model.safetensors holds, for each quantized Linear weight `X.weight` [N, K], the tensors
+// `X.weight.qweight` (U8 [N, blocks, blob]), `X.weight.scales` (F32 [N, blocks]) and, unless
+// symmetric, `X.weight.zero_points` (U8 [N, packed bytes]) as src/weights/nbits.ts describes;
+// every other tensor (embeddings, norms, biases) as it was.
+
+import { Graph, Value } from '../../graph/graph.js';
+import { linear, matMulNBits } from '../../graph/blocks.js';
+import { InputError } from '../../core/errors.js';
+import { DType } from '../../core/tensor.js';
+import { WeightStore } from '../../weights/types.js';
+import { NBits, nbitsShapes } from '../../weights/nbits.js';
+import { Params } from '../params.js';
+
+export const QUANT_METHOD = 'mgllava-matmulnbits';
+export const QUANT_FORMAT_VERSION = 1;
+export const QWEIGHT = '.qweight';
+export const SCALES = '.scales';
+export const ZERO_POINTS = '.zero_points';
+
+/** What a quantized folder's config.json says about its weights. */
+export interface QuantizationInfo {
+  bits: NBits;
+  blockSize: number;
+  symmetric: boolean;
+  /**
+   * Fingerprint of the MG-LLaVA checkpoint whose `llm.*` tensors were applied before quantizing
+   * (src/model/llm/quantize.ts, checkpointFingerprint), or null when none was.
+   */
+  checkpointFingerprint: string | null;
+}
+
+/** How the decoder runs quantized linears. */
+export interface QuantizedLinears {
+  bits: NBits;
+  blockSize: number;
+  /** MatMulNBits accuracy_level: 4 = int8 compute (default), 0 = float32. */
+  accuracyLevel: number;
+}
+
+/** The quantization block of a config.json, if any; `source` names the file in errors. */
+export function readQuantizationConfig(json: Record<string, unknown>, source: string): QuantizationInfo | undefined {
+  const q = json['quantization_config'];
+  if (q === undefined || q === null) return undefined;
+  const bad = (msg: string) => new InputError(`${source}: quantization_config ${msg}`, source);
+  if (typeof q !== 'object' || Array.isArray(q)) throw bad('is not an object');
+  const o = q as Record<string, unknown>;
+  if (o['quant_method'] !== QUANT_METHOD) {
+    throw bad(`has quant_method ${JSON.stringify(o['quant_method'])}; only folders written by \`mgllava quantize\` (${QUANT_METHOD}) can be read`);
+  }
+  if (o['format_version'] !== QUANT_FORMAT_VERSION) throw bad(`has format_version ${JSON.stringify(o['format_version'])}, this version reads ${QUANT_FORMAT_VERSION}`);
+  const bits = o['bits'];
+  if (bits !== 4 && bits !== 8) throw bad(`bits must be 4 or 8, got ${JSON.stringify(bits)}`);
+  const bs = o['block_size'];
+  if (typeof bs !== 'number' || !Number.isInteger(bs) || bs < 16 || (bs & (bs - 1)) !== 0) throw bad(`block_size must be a power of two >= 16, got ${JSON.stringify(bs)}`);
+  const fp = o['checkpoint_llm_fingerprint'] ?? null;
+  if (fp !== null && typeof fp !== 'string') throw bad('checkpoint_llm_fingerprint must be a string or null');
+  return { bits, blockSize: bs, symmetric: o['symmetric'] === true, checkpointFingerprint: fp };
+}
+
+/** Params for the decoder: float tensors as Params gives them, plus linears that may be quantized. */
+export class LlmParams {
+  private readonly p: Params;
+
+  constructor(
+    private readonly g: Graph,
+    private readonly store: WeightStore,
+    private readonly quant?: QuantizedLinears,
+    private readonly prefix = '',
+  ) {
+    this.p = new Params(g, store, prefix);
+  }
+
+  sub(prefix: string): LlmParams {
+    return new LlmParams(this.g, this.store, this.quant, this.prefix + prefix);
+  }
+
+  take(key: string, shape: readonly number[]): Value {
+    return this.p.take(key, shape);
+  }
+
+  raw(key: string, shape: readonly number[]): { value: Value; dtype: DType } {
+    return this.p.raw(key, shape);
+  }
+
+  /** Whether the Linear weight `module.weight` is stored quantized. */
+  isQuantized(module: string): boolean {
+    return this.quant !== undefined && this.store.get(`${this.prefix}${module}.weight${QWEIGHT}`) !== undefined;
+  }
+
+  /**
+   * y = x @ W^T (+ b) for the Linear `module` (weight [out, inp], bias [out] when `bias`):
+   * MatMulNBits on the quantized weight when the folder has one, else FusedMatMul.
+   */
+  linear(x: Value, module: string, out: number, inp: number, bias: boolean, name: string): Value {
+    const b = bias ? this.take(`${module}.bias`, [out]) : null;
+    if (!this.isQuantized(module)) return linear(this.g, x, this.take(`${module}.weight`, [out, inp]), b, name);
+    const q = this.quant!;
+    const key = `${module}.weight`;
+    const shapes = nbitsShapes(out, inp, { bits: q.bits, blockSize: q.blockSize, symmetric: this.store.get(`${this.prefix}${key}${ZERO_POINTS}`) === undefined });
+    const qweight = this.tensor(key + QWEIGHT, 'U8', shapes.qweight);
+    const scales = this.tensor(key + SCALES, 'F32', shapes.scales, [shapes.scales[0]! * shapes.scales[1]!]);
+    const zp = shapes.zeroPoints ? this.tensor(key + ZERO_POINTS, 'U8', shapes.zeroPoints, [shapes.zeroPoints[0]! * shapes.zeroPoints[1]!]) : null;
+    const y = matMulNBits(this.g, x, qweight, scales, zp, { K: inp, N: out, bits: q.bits, blockSize: q.blockSize, accuracyLevel: q.accuracyLevel }, `${name}.mm`);
+    return b ? this.g.op1('Add', [y, b], {}, { name }) : y;
+  }
+
+  /** A tensor of the given dtype and shape as an initializer (external data when on disk), reshaped to `dims`. */
+  private tensor(key: string, dtype: DType, shape: readonly number[], dims: readonly number[] = shape): Value {
+    const full = this.prefix + key;
+    const path = this.store.path;
+    const t = this.store.get(full);
+    if (!t) throw new InputError(`${path}: missing tensor ${full} (expected ${dtype} [${shape.join(', ')}])`, path);
+    if (t.dtype !== dtype || t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+      throw new InputError(`${path}: tensor ${full} is ${t.dtype} [${t.shape.join(', ')}], expected ${dtype} [${shape.join(', ')}] (bits or block size do not match quantization_config?)`, path);
+    }
+    const data = t.source.kind === 'file'
+      ? { kind: 'external' as const, path: t.source.path, offset: t.source.offset, length: t.source.length }
+      : { kind: 'inline' as const, bytes: t.source.bytes };
+    return this.g.initializer(full, dtype, dims, data);
+  }
+}
