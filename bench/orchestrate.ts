@@ -163,20 +163,24 @@ function storedBytes(store: WeightStore, key: string): number {
 
 // ---- children ----
 
-function child<T>(job: Job, log: (m: string) => void): T | Skipped {
+/**
+ * Runs one measurement process and parses the JSON of its last stdout line; a failure (exit
+ * code, signal, time-out) becomes a skipped measurement that says why.
+ */
+function measure<T>(label: string, cmd: string, args: string[], log: (m: string) => void, env?: NodeJS.ProcessEnv): T | Skipped {
   const t0 = performance.now();
-  const r = spawnSync(process.execPath, [CHILD, JSON.stringify(job)], {
-    encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20, timeout: 3_600_000,
-  });
-  const lines = (r.stderr ?? '').trim().split('\n').filter((s) => s.trim());
+  const r = spawnSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20, timeout: 3_600_000, env });
   if (r.status !== 0) {
-    const why = r.signal ? `killed by ${r.signal}${r.signal === 'SIGKILL' ? ' (out of memory?)' : ''}` : lines.pop() ?? `exit code ${r.status}`;
-    log(`  ${job.kind} failed: ${why}`);
-    return { skipped: `${job.kind} failed: ${why}` };
+    const last = (r.stderr ?? '').trim().split('\n').filter((s) => s.trim()).pop();
+    const why = r.signal ? `killed by ${r.signal}${r.signal === 'SIGKILL' ? ' (out of memory?)' : ''}` : last ?? `exit code ${r.status}`;
+    log(`  ${label} failed: ${why}`);
+    return { skipped: `${label} failed: ${why}` };
   }
-  log(`  ${job.kind}: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  log(`  ${label}: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as T;
 }
+
+const child = <T>(job: Job, log: (m: string) => void) => measure<T>(job.kind, process.execPath, [CHILD, JSON.stringify(job)], log);
 
 const TORCH_HINT = 'install Debian\'s python3-torch python3-torchvision libopenblas0-pthread (apt-get install python3-torch python3-torchvision libopenblas0-pthread)';
 
@@ -202,17 +206,10 @@ function runTorch(o: BenchOptions, mg: string, inputs: string): TorchTimes | Ski
   if (!existsSync(inputs)) return { skipped: 'our vision run failed, so there are no inputs to give PyTorch' };
   o.log(`  PyTorch ${ready.version} vision path`);
   const t = String(o.threads);
-  const t0 = performance.now();
-  const r = spawnSync(o.python, [join(ROOT, 'bench', 'peer_torch.py'), mg, inputs, t, String(PRESETS[o.preset].workload.visionRuns)], {
-    encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 3_600_000,
-    env: { ...process.env, OMP_NUM_THREADS: t, OPENBLAS_NUM_THREADS: t, MKL_NUM_THREADS: t },
-  });
-  if (r.status !== 0) {
-    const why = (r.stderr ?? '').trim().split('\n').pop() ?? `exit code ${r.status}`;
-    return { skipped: `PyTorch vision path failed: ${why}` };
-  }
-  o.log(`  torch-vision: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  const p = JSON.parse(r.stdout.trim().split('\n').pop()!) as { load: number; encoder: number; boxes: number; rss: number };
+  const p = measure<{ load: number; encoder: number; boxes: number; rss: number }>('PyTorch vision path', o.python,
+    [join(ROOT, 'bench', 'peer_torch.py'), mg, inputs, t, String(PRESETS[o.preset].workload.visionRuns)], o.log,
+    { ...process.env, OMP_NUM_THREADS: t, OPENBLAS_NUM_THREADS: t, MKL_NUM_THREADS: t });
+  if (isSkipped(p)) return p;
   return { load_s: p.load, encode_s: p.encoder, objects_s: p.boxes, peak_rss_bytes: p.rss * 2 ** 30, version: ready.version };
 }
 

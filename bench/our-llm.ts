@@ -31,7 +31,7 @@ export async function prepareOurLlm(hfFolder: string, outDir: string, m: BenchMo
       await quantizeLlm({
         llm: hfFolder, out, bits: 4, blockSize: 32,
         onProgress: (done, total) => {
-          if (done === total || performance.now() - last > 10_000) { o.log(`  ${done}/${total} tensors`); last = performance.now(); }
+          if (done === total || performance.now() - last > 30_000) { o.log(`  ${done}/${total} tensors`); last = performance.now(); }
         },
       });
     }

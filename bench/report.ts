@@ -121,7 +121,7 @@ export function detailTable(name: string, r: ModelResult): string {
   const row = (label: string, ...cells: string[]) => `| ${label} | ${cells.join(' | ')} |`;
   const L = [l, undefined, off, on];
   const out = [
-    `### ${name}: ${r.title}`,
+    `#### ${name}: ${r.title}`,
     '',
     `Our LLM: ${r.ours.llm_format}. llama.cpp: Q4_0 GGUF written from the same weights${off ? ` (${off.build})` : ''}.`,
     '',
@@ -154,7 +154,7 @@ export function detailTable(name: string, r: ModelResult): string {
 export function markdown(rep: Report): string {
   const m = rep.machine;
   return [
-    `## ${rep.date.slice(0, 10)}, preset \`${rep.preset}\`, ${rep.threads} threads`,
+    `### ${rep.date.slice(0, 10)}, preset \`${rep.preset}\`, ${rep.threads} threads`,
     '',
     `Command: \`${rep.command}\`. Machine: ${m.cpu}, ${m.cores} cores, ${(m.memory_bytes / 2 ** 30).toFixed(0)} GiB, Node ${m.node}. ` +
       `Load average ${rep.load_average_start.map((x) => x.toFixed(2)).join(' ')} at the start, ${rep.load_average_end.map((x) => x.toFixed(2)).join(' ')} at the end. ` +

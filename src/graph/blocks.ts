@@ -7,7 +7,7 @@ import { Graph, Value, MS_DOMAIN } from './graph.js';
 /**
  * y = x @ W^T + b for x [..., in], W [out, in]. FusedMatMul reads W as stored (transB), where a
  * MatMul would need a folded transposed copy of every weight at load time; measured as fast at
- * run time on CLIP-L (docs/benchmarks.md).
+ * run time on CLIP-L (docs/BENCHMARKS.md).
  */
 export function linear(g: Graph, x: Value, w: Value, b?: Value | null, name = 'linear'): Value {
   const y = g.op1('FusedMatMul', [x, w], { transB: 1 }, { name: `${name}.mm`, domain: MS_DOMAIN });

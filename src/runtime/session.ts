@@ -10,7 +10,7 @@ export interface SessionOptions {
   threads?: number;
   /**
    * Let kernels pre-pack constant weights at load (default false). Measured on the CLIP-L and
-   * ConvNeXt-L graphs (docs/benchmarks.md): pre-packing took seconds and a copy of every weight
+   * ConvNeXt-L graphs (docs/BENCHMARKS.md): pre-packing took seconds and a copy of every weight
    * for no run-time gain.
    */
   prepack?: boolean;

@@ -16,7 +16,7 @@ import { GGML_TYPE, dequantizeQ4_0, fromHalf, quantizeQ4_0, readGgufHeader, toHa
 import { writeGgufFromHf, writeRandomLlm } from '../../bench/llm-files.js';
 import { runBench } from '../../bench/orchestrate.js';
 import { ratios, writeDocs } from '../../bench/report.js';
-import { benchBoxes, promptIds, promptLayout } from '../../bench/workload.js';
+import { benchBoxes, lcg, promptIds, promptLayout } from '../../bench/workload.js';
 import { PRESETS } from '../../bench/presets.js';
 
 let tmp: string;
@@ -24,11 +24,6 @@ before(() => {
   tmp = mkdtempSync(join(tmpdir(), 'bench-test-'));
 });
 after(() => rmSync(tmp, { recursive: true, force: true }));
-
-function lcg(seed: number): () => number {
-  let s = seed;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-}
 
 test('fp16: exact values, round to nearest even, subnormals, overflow', () => {
   for (const x of [0, 1, -2, 0.5, 65504, 2 ** -14, 2 ** -24, 1 + 2 ** -10]) assert.equal(fromHalf(toHalf(x)), x);

@@ -1,12 +1,13 @@
 // The in-place KV cache (caller-owned buffers that onnxruntime reads where they lie; only the new
-// rows come back and are written into them): the same logits as the copying cache, bit for bit,
-// on case C and across a capacity growth; the buffers are the ones the decoder reads and are only
-// written at the new positions; the length limit of newCache(maxLength).
+// rows come back and are written into them): the logits of the copying cache on case C (the
+// prefill bit for bit, the steps to float rounding) and across a capacity growth; the buffers are
+// the ones the decoder reads and are only written at the new positions; a multi-token chunk after
+// the prefill; the length limit of newCache(maxLength).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { TINY } from '../helpers/fixtures.js';
+import { TINY, relErr } from '../helpers/fixtures.js';
 import { CausalLM, KvCache } from '../../src/model/llm/causal-lm.js';
 import { openWeights } from '../../src/weights/open.js';
 import { InputError } from '../../src/core/errors.js';
@@ -28,14 +29,19 @@ async function both<T>(f: (inplace: CausalLM, grow: CausalLM) => Promise<T>): Pr
   }
 }
 
-test('case C: the in-place cache gives exactly the logits of the copying cache', async () => {
+test('case C: the in-place cache gives the logits of the copying cache (prefill bit for bit, decode steps to float rounding)', async (t) => {
   await both(async (inplace, grow) => {
     const a = await runCaseC(inplace, 722 + 13);
     const b = await runCaseC(grow);
     assert.deepEqual(a.ids, GREEDY);
     assert.deepEqual(a.ids, b.ids);
     assert.equal(a.logits.length, 13);
-    a.logits.forEach((l, i) => assert.deepEqual(l, b.logits[i], `logits ${i} (prefill, then step ${i})`));
+    // Prefill: no cached rows, GroupQueryAttention alone in both.
+    assert.deepEqual(a.logits[0], b.logits[0]);
+    // Steps: the attention over cached and new rows is summed in another order.
+    const worst = Math.max(...a.logits.slice(1).map((l, i) => relErr(l, b.logits[i + 1]!)));
+    t.diagnostic(`decode steps: worst relative difference to the copying cache ${worst.toExponential(2)}`);
+    assert.ok(worst < 1e-5, `relative difference ${worst}`);
   });
 });
 
@@ -88,7 +94,7 @@ test('growing past the capacity keeps the rows and the logits of the copying cac
       const e = await inplace.embed([id]);
       const la = await inplace.forward(e, a);
       const lb = await grow.forward(e, b);
-      assert.deepEqual(la.data, lb.data, `step ${step} (capacity ${a.capacity})`);
+      assert.ok(relErr(la.data, lb.data) < 1e-5, `step ${step} (capacity ${a.capacity}): ${relErr(la.data, lb.data)}`);
       id = (id * 31 + 7) % 32000;
     }
     assert.equal(a.length, 10 + KvCache.CHUNK + 5);
@@ -103,6 +109,8 @@ test('newCache(maxLength): the cache refuses positions past it; the length is ca
     const cache = lm.newCache(6);
     await lm.forward(await lm.embed([1, 2, 3, 4, 5]), cache);
     assert.equal(cache.capacity, 6);
+    await assert.rejects(lm.forward(await lm.embed([6, 7]), cache), /holds at most 6 positions, 7 asked/);
+    assert.equal(cache.length, 5, 'a chunk that does not fit is refused whole');
     await lm.forward(await lm.embed([6]), cache);
     await assert.rejects(lm.forward(await lm.embed([7]), cache), (e: unknown) => e instanceof InputError && /holds at most 6 positions, 7 asked/.test(e.message));
     assert.equal(cache.length, 6, 'a refused step leaves the cache as it was');

@@ -8,7 +8,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, copyFileSync } from 'node:fs';
-import { TINY, relErr } from '../helpers/fixtures.js';
+import { TINY, fixture, relErr } from '../helpers/fixtures.js';
 import { tempDir } from '../weights/torch-builders.js';
 import { quantizeLlm } from '../../src/model/llm/quantize.js';
 import { CausalLM } from '../../src/model/llm/causal-lm.js';
@@ -181,6 +181,72 @@ test('MatMulNBits at accuracy level 0 computes what float weights equal to the d
   } finally {
     await a.release();
     await b.release();
+  }
+});
+
+test('a sharded folder (index + shards) quantizes to the same tensors as the single file', async () => {
+  const dir = join(tmp, 'sharded');
+  mkdirSync(dir);
+  for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(LLM, f), join(dir, f));
+  const src = openWeights(LLM);
+  const keys = src.keys();
+  const half = Math.ceil(keys.length / 2);
+  const weightMap: Record<string, string> = {};
+  [keys.slice(0, half), keys.slice(half)].forEach((part, i) => {
+    const file = `model-0000${i + 1}-of-00002.safetensors`;
+    writeSafetensors(join(dir, file), part.map((k) => ({ name: k, dtype: src.get(k)!.dtype, shape: src.get(k)!.shape, data: new Uint8Array(readBytes(src.get(k)!)) })));
+    for (const k of part) weightMap[k] = file;
+  });
+  writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }));
+  const out = join(tmp, 'sharded-q4');
+  await quantizeLlm({ llm: dir, checkpoint: PTH, out });
+  assert.deepEqual(readdirSync(out).sort(), ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
+  const a = SafetensorsStore.open(join(out, 'model.safetensors'));
+  const b = SafetensorsStore.open(join(q4, 'model.safetensors'));
+  assert.deepEqual(new Set(a.keys()), new Set(b.keys()));
+  for (const k of b.keys()) assert.deepEqual(readBytes(a.get(k)!), readBytes(b.get(k)!), k);
+});
+
+test('Phi-3 (fused qkv and gate_up) and a tied head quantize and run close to their float models', async (t) => {
+  // Phi-3 at 8 bits on the E.phi3 inputs.
+  const phi3 = join(tmp, 'phi3-q8');
+  await quantizeLlm({ llm: join(TINY, 'phi3'), out: phi3, bits: 8 });
+  const x = fixture('E.phi3.inputs_embeds');
+  const pf = await CausalLM.load(join(TINY, 'phi3'));
+  const pq = await CausalLM.load(phi3);
+  try {
+    const a = (await pf.forward(x, pf.newCache())).data;
+    const b = (await pq.forward(x, pq.newCache())).data;
+    t.diagnostic(`Phi-3 8-bit: max |logit difference| ${maxAbsDiff(a, b).toFixed(4)}, relative ${relErr(b, a).toExponential(2)}`);
+    assert.ok(relErr(b, a) < 0.03);
+  } finally {
+    await pf.release();
+    await pq.release();
+  }
+  // A tied LLaMA (no lm_head in the file): the head is quantized from the embedding table.
+  const tied = join(tmp, 'tied');
+  mkdirSync(tied);
+  const cfg = JSON.parse(readFileSync(join(TINY, 'llama3arch', 'config.json'), 'utf8')) as Record<string, unknown>;
+  writeFileSync(join(tied, 'config.json'), JSON.stringify({ ...cfg, tie_word_embeddings: true }));
+  const src = openWeights(join(TINY, 'llama3arch'));
+  writeSafetensors(join(tied, 'model.safetensors'), src.keys().filter((k) => k !== 'lm_head.weight')
+    .map((k) => ({ name: k, dtype: src.get(k)!.dtype, shape: src.get(k)!.shape, data: new Uint8Array(readBytes(src.get(k)!)) })));
+  const tq = join(tmp, 'tied-q8');
+  await quantizeLlm({ llm: tied, out: tq, bits: 8 });
+  const qs = SafetensorsStore.open(join(tq, 'model.safetensors'));
+  assert.deepEqual(qs.get('lm_head.weight.qweight')!.shape, [1000, 1, 32]);
+  assert.equal(qs.get('lm_head.weight'), undefined);
+  const tf = await CausalLM.load(tied);
+  const tqm = await CausalLM.load(tq);
+  try {
+    const ids = [5, 17, 900, 3, 44];
+    const a = (await tf.forward(await tf.embed(ids), tf.newCache())).data;
+    const b = (await tqm.forward(await tqm.embed(ids), tqm.newCache())).data;
+    t.diagnostic(`tied head 8-bit: max |logit difference| ${maxAbsDiff(a, b).toFixed(4)}, relative ${relErr(b, a).toExponential(2)}`);
+    assert.ok(relErr(b, a) < 0.03);
+  } finally {
+    await tf.release();
+    await tqm.release();
   }
 });
 

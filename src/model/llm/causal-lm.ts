@@ -31,8 +31,9 @@ export interface CausalLMOptions {
   /** Attention implementation (default: fused GroupQueryAttention where the head size allows). */
   attention?: DecoderOptions['attention'];
   /**
-   * KV cache kind (default: 'inplace' with GroupQueryAttention: onnxruntime writes the new rows
-   * into the cache's buffers; 'grow': a new, longer cache tensor per run, the plain-op path's way).
+   * KV cache kind. 'inplace' (default with GroupQueryAttention): buffers owned by the cache that
+   * onnxruntime reads where they lie, only the new rows coming back to be written into them.
+   * 'grow': a new, longer cache tensor per run (the plain-op attention's only kind).
    */
   kvCache?: DecoderOptions['cache'];
   /**
@@ -221,13 +222,18 @@ export class CausalLM {
     };
     let out: Record<string, F32Tensor>;
     if (cache.kind === 'inplace') {
+      // The decoder merges the new rows' attention with the cached rows' only one query at a
+      // time once rows are cached (decoder.ts): a later chunk of several goes token by token.
+      cache.reserve(cache.length + S); // (refuses a chunk that cannot fit before running any of it)
+      if (cache.length > 0 && S > 1) return this.forwardEach(embeds.data, S, cache, opts);
       // onnxruntime reads the buffers without a copy and returns the S new rows, written here.
-      cache.reserve(cache.length + S);
+      // Before any row is cached a one-row stand-in (hidden by past_length = 0) will do.
       feeds[NAMES.pastLength] = { dims: [1], data: BigInt64Array.of(BigInt(cache.length)) };
       const outputs: string[] = [NAMES.logits];
+      const none: F32Tensor = { dims: [1, c.kvHeads, 1, c.headDim], data: new Float32Array(c.kvHeads * c.headDim) };
       for (let i = 0; i < c.layers; i++) {
-        feeds[NAMES.pastKey(i)] = cache.keys[i]!;
-        feeds[NAMES.pastValue(i)] = cache.values[i]!;
+        feeds[NAMES.pastKey(i)] = cache.length > 0 ? cache.keys[i]! : none;
+        feeds[NAMES.pastValue(i)] = cache.length > 0 ? cache.values[i]! : none;
         outputs.push(NAMES.newKey(i), NAMES.newValue(i));
       }
       out = await this.decoderSession.run(feeds, outputs);
@@ -251,6 +257,19 @@ export class CausalLM {
     cache.length += S;
     const logits = out[NAMES.logits]!;
     return { dims: [logits.dims[1]!, c.vocabSize], data: logits.data };
+  }
+
+  /** forward() of S rows one at a time (in-place cache with rows already held). */
+  private async forwardEach(data: Float32Array, S: number, cache: KvCache, opts: ForwardOptions): Promise<F32Tensor> {
+    const H = this.config.hiddenSize;
+    const V = this.config.vocabSize;
+    const all = opts.allLogits ? new Float32Array(S * V) : undefined;
+    let last!: F32Tensor;
+    for (let s = 0; s < S; s++) {
+      last = await this.forward({ dims: [1, H], data: data.subarray(s * H, (s + 1) * H) }, cache);
+      all?.set(last.data, s * V);
+    }
+    return all ? { dims: [S, V], data: all } : last;
   }
 
   async release(): Promise<void> {

@@ -6,20 +6,27 @@
 //   logits and the cache with the S new positions. One graph serves the prefill of a whole prompt
 //   (S = prompt length, P = 0) and the one-token decode steps (S = 1).
 //
-// Attention is onnxruntime's com.microsoft GroupQueryAttention (causal, with past/present KV in
-// BNSH layout). Its KV cache is either
+// The KV cache is either
 // - 'inplace': per layer one caller-owned buffer [1, kvHeads, capacity, headDim] that onnxruntime
-//   reads where it lies (an input tensor wraps the caller's memory), with `past_length` = P; the
-//   graph outputs only the S new (rotated) key and value rows, new_key.i / new_value.i
-//   [1, kvHeads, S, headDim], which the caller writes into its buffer; or
-// - 'grow': past [1, kvHeads, P, headDim] in, present [1, kvHeads, P+S, headDim] out (a new
-//   tensor each run), the plain-op attention's way.
-// Why not GQA's shared past/present buffer (its kernel writes only the new rows when past and
-// present are the same memory)? That needs the present bound as a pre-allocated output, and
-// onnxruntime-node 1.30 copies every fetched output into a new ArrayBuffer after the run
-// (tensor_helper.cc, OrtValueToNapiValue), so each token would copy the whole buffer out again:
-// measured slower than growing. Here GQA's present stays an internal value of the run (arena
-// memory, never handed to JS), and per token only S rows cross over.
+//   reads where it lies (an input tensor wraps the caller's memory; `past_length` = P says how
+//   many rows are real). The graph outputs only the S new (rotated) key and value rows,
+//   new_key.i / new_value.i [1, kvHeads, S, headDim], which the caller writes into its buffer.
+//   Attention is split in two and merged exactly (softmax over the union of the key sets):
+//   the new rows among themselves by onnxruntime's com.microsoft GroupQueryAttention (causal,
+//   the whole prompt at prefill), and the queries against the P cached rows by MatMul/Softmax
+//   pieces reading the buffer in place. Nothing is copied per token but the S new rows.
+//   The merge uses the new rows' log-sum-exp, computed here from the diagonal scores, which is
+//   exact for S = 1 and irrelevant when P = 0 (the caller runs S > 1 only at P = 0).
+// - 'grow': past [1, kvHeads, P, headDim] in, present [1, kvHeads, P+S, headDim] out (a new,
+//   longer tensor each run), with GroupQueryAttention or a plain-op attention for head sizes
+//   GQA cannot take.
+// Why not GQA's own shared past/present buffer (its kernel appends the new rows in place when
+// past and present are the same memory)? That needs the present bound as a pre-allocated
+// output, and onnxruntime-node 1.30 copies every fetched output into a new ArrayBuffer after the
+// run (tensor_helper.cc, OrtValueToNapiValue): a copy of the whole cache per token, measured
+// slower than growing. Nor GQA reading the buffer as its past while its present stays inside the
+// run: its kernel then clears and refills that present (the whole cache) every token, 1.7x the
+// time of the split attention per layer (docs/BENCHMARKS.md).
 // Linear layers are FusedMatMul on float weights, or MatMulNBits on block-quantized weights
 // (src/model/llm/quantized.ts). Rotary embeddings are applied before it with plain ops, as HF's
 // `apply_rotary_pos_emb` does (rotate_half, non-interleaved, on the first `rotaryDim` dims of each
@@ -121,11 +128,14 @@ export function buildDecoderGraph(store: WeightStore, c: LlmConfig, opts: Decode
   const P = pastLength ?? g.op1('Shape', [past[0]!.k], { start: 2, end: 3 }, { name: 'past_len' }); // [1]
   const S = g.op1('Shape', [embeds], { start: 1, end: 2 }, { name: 'seq_len' }); // [1]
   const total = g.op1('Add', [P, S], {}, { name: 'total_len' }); // [1]
-  // GroupQueryAttention: seqlens_k = total - 1 (int32 [batch]), total_sequence_length int32 scalar.
-  const seqlensK = g.op1('Cast', [g.op1('Sub', [total, g.constI64([1])])], { to: 6 }, { name: 'seqlens_k' });
-  const totalLen = g.op1('Cast', [g.op1('Squeeze', [total, g.constI64([0])])], { to: 6 }, { name: 'total_seq' });
+  // GroupQueryAttention: seqlens_k = total - 1 (int32 [batch]), total_sequence_length int32 scalar,
+  // where total counts the keys it sees: past and new ('grow'), the new rows only ('inplace').
+  const gqaTotal = cache === 'inplace' ? S : total;
+  const seqlensK = g.op1('Cast', [g.op1('Sub', [gqaTotal, g.constI64([1])])], { to: 6 }, { name: 'seqlens_k' });
+  const totalLen = g.op1('Cast', [g.op1('Squeeze', [gqaTotal, g.constI64([0])])], { to: 6 }, { name: 'total_seq' });
   const rope = rotaryTables(g, c, P, total);
   const mask = kind === 'ops' ? causalMask(g, c, P, total) : undefined;
+  const cached = cache === 'inplace' ? cachedKeyMask(g, c, P, S, past[0]!.k) : undefined;
 
   const gqaAttrs: Record<string, number> = { num_heads: c.heads, kv_num_heads: c.kvHeads };
   // HF's sliding window keeps keys j with i - j < W for the query at i, i.e. W keys, the query's
@@ -142,21 +152,23 @@ export function buildDecoderGraph(store: WeightStore, c: LlmConfig, opts: Decode
     const { q, k, v } = layout.qkv(g, a, c, h, name);
     const qr = applyRotary(g, q, c.heads, c, rope, `${name}.q_rope`);
     const kr = applyRotary(g, k, c.kvHeads, c, rope, `${name}.k_rope`);
-    const [att, presentK, presentV] = kind === 'gqa'
-      ? g.op('GroupQueryAttention', [qr, kr, v, past[i]!.k, past[i]!.v, seqlensK, totalLen], gqaAttrs,
-        { domain: MS_DOMAIN, outputs: 3, name: `${name}.gqa` })
-      : opsAttention(g, c, qr, kr, v, past[i]!, mask!, name);
+    let att: Value;
     if (cache === 'inplace') {
-      // GQA's present (the past copied together with the new rows) stays inside the run.
-      const bnsh = (x: Value, n: string) =>
-        g.op1('Transpose', [g.op1('Reshape', [x, g.constI64([0, 0, c.kvHeads, c.headDim])])], { perm: [0, 2, 1, 3] }, { name: n });
-      g.output(bnsh(kr, `${name}.new_k`), NAMES.newKey(i), 'F32', [1, c.kvHeads, 'seq', c.headDim]);
-      g.output(bnsh(v, `${name}.new_v`), NAMES.newValue(i), 'F32', [1, c.kvHeads, 'seq', c.headDim]);
+      const [onNew, newK, newV] = g.op('GroupQueryAttention', [qr, kr, v, null, null, seqlensK, totalLen], gqaAttrs,
+        { domain: MS_DOMAIN, outputs: 3, name: `${name}.gqa` });
+      g.output(newK!, NAMES.newKey(i), 'F32', [1, c.kvHeads, 'seq', c.headDim]);
+      g.output(newV!, NAMES.newValue(i), 'F32', [1, c.kvHeads, 'seq', c.headDim]);
+      att = mergeCachedAttention(g, c, qr, newK!, onNew!, past[i]!, cached!, S, name);
     } else {
+      const [a0, presentK, presentV] = kind === 'gqa'
+        ? g.op('GroupQueryAttention', [qr, kr, v, past[i]!.k, past[i]!.v, seqlensK, totalLen], gqaAttrs,
+          { domain: MS_DOMAIN, outputs: 3, name: `${name}.gqa` })
+        : opsAttention(g, c, qr, kr, v, past[i]!, mask!, name);
+      att = a0!;
       g.output(presentK!, NAMES.presentKey(i), 'F32', [1, c.kvHeads, 'total', c.headDim]);
       g.output(presentV!, NAMES.presentValue(i), 'F32', [1, c.kvHeads, 'total', c.headDim]);
     }
-    const o = a.linear(att!, 'o_proj', H, c.heads * c.headDim, layout.outBias(c, 'o_proj'), `${name}.o_proj`);
+    const o = a.linear(att, 'o_proj', H, c.heads * c.headDim, layout.outBias(c, 'o_proj'), `${name}.o_proj`);
     x = g.op1('Add', [x, o], {}, { name: `${name}.attn_res` });
 
     const m = l.sub('mlp.');
@@ -203,6 +215,74 @@ function causalMask(g: Graph, c: LlmConfig, P: Value, total: Value): Value {
     allowed = g.op1('And', [allowed, g.op1('Less', [g.op1('Sub', [q, k]), g.constI64([c.slidingWindow], [])])]);
   }
   return g.op1('Unsqueeze', [allowed, g.constI64([0, 1])], {}, { name: 'attn_mask' }); // [1, 1, S, T]
+}
+
+/**
+ * Which cached rows each new query may see: [S, C] (or [1, C]) booleans for queries at
+ * P..P+S-1 and buffer rows 0..C-1: rows below P, within the sliding window when the model has one.
+ */
+function cachedKeyMask(g: Graph, c: LlmConfig, P: Value, S: Value, buffer: Value): Value {
+  const squeeze = (v: Value) => g.op1('Squeeze', [v, g.constI64([0])]);
+  const zero = g.constI64([0], []);
+  const one = g.constI64([1], []);
+  const C = g.op1('Shape', [buffer], { start: 2, end: 3 }, { name: 'cache_capacity' });
+  const j = g.op1('Unsqueeze', [g.op1('Range', [zero, squeeze(C), one]), g.constI64([0])]); // [1, C]
+  let ok = g.op1('Less', [j, P]);
+  if (c.slidingWindow !== undefined) {
+    const total = g.op1('Add', [P, S]);
+    const qpos = g.op1('Unsqueeze', [g.op1('Range', [squeeze(P), squeeze(total), one]), g.constI64([1])]); // [S, 1]
+    ok = g.op1('And', [ok, g.op1('Less', [g.op1('Sub', [qpos, j]), g.constI64([c.slidingWindow], [])])]);
+  }
+  return ok;
+}
+
+/**
+ * Attention of q [1, S, heads*hd] over the cached rows (buffer [1, kvH, C, hd], `mask` [S|1, C])
+ * and the new rows, given GQA's attention among the new rows `onNew` [1, S, heads*hd] and their
+ * keys `newK` [1, kvH, S, hd]: softmax over the union, merged through each part's log-sum-exp.
+ * The new part's log-sum-exp is taken from the diagonal score q_i . k_i: exact when S = 1 (the
+ * only key), and unused when no row is cached (the cached part then weighs exp(-1e30) = 0).
+ */
+function mergeCachedAttention(g: Graph, c: LlmConfig, q: Value, newK: Value, onNew: Value,
+  past: { k: Value; v: Value }, mask: Value, S: Value, name: string): Value {
+  const hd = c.headDim;
+  const rep = c.heads / c.kvHeads;
+  const I = (v: number[]) => g.constI64(v);
+  const scale = 1 / Math.sqrt(hd);
+  // Query heads grouped by the kv head they share: [1, kvH, rep, S, hd].
+  const bnsh = (x: Value) => g.op1('Transpose', [g.op1('Reshape', [x, I([0, 0, c.heads, hd])])], { perm: [0, 2, 1, 3] });
+  const group = (x: Value) => g.op1('Reshape', [x, I([1, c.kvHeads, rep, -1, hd])]);
+  const q5 = group(bnsh(q));
+  const C = g.op1('Shape', [past.k], { start: 2, end: 3 });
+  const RS = g.op1('Mul', [S, I([rep])]);
+  // Scores against the cached rows, [1, kvH, rep, S, C]; FusedMatMul reads the buffer as it lies.
+  const scores = g.op1('Reshape', [
+    g.op1('FusedMatMul', [g.op1('Reshape', [q5, I([1, c.kvHeads, -1, hd])]), past.k], { transB: 1, alpha: { float: scale } }, { domain: MS_DOMAIN }),
+    g.op1('Concat', [I([1, c.kvHeads, rep]), S, C], { axis: 0 }),
+  ], {}, { name: `${name}.cached_scores` });
+  // A finite floor instead of -inf keeps an all-hidden row (no cached row yet) free of NaN.
+  const masked = g.op1('Where', [mask, scores, g.constF32([-1e30], [])]);
+  const m = g.op1('ReduceMax', [masked, I([-1])], { keepdims: 1 }); // [1, kvH, rep, S, 1]
+  const e = g.op1('Exp', [g.op1('Sub', [masked, m])]);
+  const z = g.op1('ReduceSum', [e, I([-1])], { keepdims: 1 });
+  const a = g.op1('Reshape', [
+    g.op1('MatMul', [g.op1('Reshape', [e, g.op1('Concat', [I([1, c.kvHeads]), RS, C], { axis: 0 })]), past.v]),
+    I([1, c.kvHeads, rep, -1, hd]),
+  ]); // sum_j e_j v_j
+  // The new rows: GQA's normalized attention and the diagonal score's exp as its weight.
+  const d = g.op1('Mul', [
+    g.op1('ReduceSum', [g.op1('Mul', [q5, g.op1('Unsqueeze', [newK, I([2])])]), I([-1])], { keepdims: 1 }),
+    g.constF32([scale], []),
+  ]);
+  const M = g.op1('Max', [m, d]);
+  const wc = g.op1('Exp', [g.op1('Sub', [m, M])]);
+  const wn = g.op1('Exp', [g.op1('Sub', [d, M])]);
+  const merged = g.op1('Div', [
+    g.op1('Add', [g.op1('Mul', [a, wc]), g.op1('Mul', [group(bnsh(onNew)), wn])]),
+    g.op1('Add', [g.op1('Mul', [z, wc]), wn]),
+  ]); // [1, kvH, rep, S, hd]
+  const out = g.op1('Transpose', [g.op1('Reshape', [merged, I([1, c.heads, -1, hd])])], { perm: [0, 2, 1, 3] });
+  return g.op1('Reshape', [out, I([0, 0, c.heads * hd])], {}, { name: `${name}.attn` });
 }
 
 /**

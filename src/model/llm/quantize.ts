@@ -104,7 +104,7 @@ export async function quantizeLlm(o: QuantizeLlmOptions): Promise<QuantizeLlmRes
   const keys = store.keys();
   for (const k of keys) {
     const src = store.get(k)!;
-    if (linears.has(k)) addQuantized(k, src);
+    if (linears.has(k)) addQuantized(k, linears.get(k)!); // a tied head: from the embedding table
     else plan.push({ spec: { name: k, dtype: src.dtype, shape: src.shape }, src });
   }
   if (!keys.includes('lm_head.weight')) addQuantized('lm_head.weight', linears.get('lm_head.weight')!);
