@@ -16,6 +16,10 @@ export { parseBoxJson, prepareBoxes } from './preprocess/boxes.js';
 export type { Detections, BoxOptions } from './preprocess/boxes.js';
 export { readBoxFile } from './preprocess/box-file.js';
 export { InputError } from './core/errors.js';
+export { Owlv2Detector, detectionsJson, toDetections, DEFAULT_DETECTION_THRESHOLD } from './detect/owlv2.js';
+export type { DetectionResult, DetectOptions, DetectorLoadOptions } from './detect/owlv2.js';
+export { COCO_80, cocoTags, fixedTags, parseTagList } from './detect/tags.js';
+export type { TagSource } from './detect/tags.js';
 
 import { MgLlava, LoadOptions } from './model/mg-llava.js';
 import { ModelSpec } from './model/model-files.js';
