@@ -5,29 +5,18 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
-import { promisify } from 'node:util';
+import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync, cpSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT, TINY, casesJson, fixture } from '../helpers/fixtures.js';
+import { TINY, casesJson, fixture } from '../helpers/fixtures.js';
 import { logSoftmax, topIndices } from '../../src/generate/sampling.js';
 import { tempDir } from '../weights/torch-builders.js';
+import { CLI, mgllava } from '../helpers/cli.js';
 
-const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
 const IMAGE = join(TINY, 'example.jpg');
 const BOXES = join(TINY, 'boxes_raw.json');
 const QUESTION = 'What is shown in this image?';
-const run = promisify(execFile);
 
-async function mgllava(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const r = await run(process.execPath, [CLI, ...args], { maxBuffer: 1 << 26 });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const x = e as { code: number; stdout: string; stderr: string };
-    return { code: x.code, stdout: x.stdout, stderr: x.stderr };
-  }
-}
 
 interface ChatJson {
   text: string;

@@ -4,28 +4,16 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT, TINY, absErr, fixture, relErr } from '../helpers/fixtures.js';
+import { TINY, absErr, fixture, relErr } from '../helpers/fixtures.js';
 import { SafetensorsStore } from '../../src/weights/safetensors.js';
 import { readBytes, readF32 } from '../../src/weights/types.js';
 import { writeSafetensors, TensorToWrite } from '../../src/weights/write-safetensors.js';
 import { buildZip, Pickle, tempDir } from '../weights/torch-builders.js';
+import { mgllava } from '../helpers/cli.js';
 
-const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
-const run = promisify(execFile);
 
-async function mgllava(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const r = await run(process.execPath, [CLI, ...args]);
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const x = e as { code: number; stdout: string; stderr: string };
-    return { code: x.code, stdout: x.stdout, stderr: x.stderr };
-  }
-}
 
 function checkTokens(out: string): void {
   const s = SafetensorsStore.open(out);

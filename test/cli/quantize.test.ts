@@ -6,31 +6,19 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT, TINY, casesJson } from '../helpers/fixtures.js';
+import { TINY, casesJson } from '../helpers/fixtures.js';
 import { tempDir } from '../weights/torch-builders.js';
 import { loadModel } from '../../src/index.js';
 import { readBoxFile } from '../../src/preprocess/box-file.js';
+import { mgllava } from '../helpers/cli.js';
 
-const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
 const IMAGE = join(TINY, 'example.jpg');
 const BOXES = join(TINY, 'boxes_raw.json');
 const QUESTION = 'What is shown in this image?';
-const run = promisify(execFile);
 let tmp: string;
 
-async function mgllava(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const r = await run(process.execPath, [CLI, ...args], { maxBuffer: 1 << 26 });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const x = e as { code: number; stdout: string; stderr: string };
-    return { code: x.code, stdout: x.stdout, stderr: x.stderr };
-  }
-}
 
 before(() => {
   tmp = tempDir();

@@ -5,37 +5,25 @@
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, TINY } from '../helpers/fixtures.js';
+import { TINY } from '../helpers/fixtures.js';
 import { SafetensorsStore } from '../../src/weights/safetensors.js';
 import { readF32 } from '../../src/weights/types.js';
 import { MgLlava } from '../../src/model/mg-llava.js';
 import { decodeImage } from '../../src/preprocess/decode.js';
 import { fixedTags } from '../../src/detect/tags.js';
+import { mgllava } from '../helpers/cli.js';
 
-const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
 const IMAGE = join(TINY, 'example.jpg');
 const OWL = join(TINY, 'owlv2');
-const run = promisify(execFile);
 const extra = JSON.parse(readFileSync(join(TINY, 'extra_cases.json'), 'utf8')) as Record<string, unknown>;
 const TAGS = extra['O2.tags'] as string[];
 const THRESHOLD = extra['O2.threshold'] as number;
 const TMP = mkdtempSync(join(tmpdir(), 'mgllava-chatdet-'));
 after(() => rmSync(TMP, { recursive: true, force: true }));
 
-async function mgllava(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const r = await run(process.execPath, [CLI, ...args], { maxBuffer: 1 << 26 });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const x = e as { code: number; stdout: string; stderr: string };
-    return { code: x.code, stdout: x.stdout, stderr: x.stderr };
-  }
-}
 
 /** The fixture model folder with a "detector" entry (absolute component paths). */
 function modelWithDetector(name: string, detector: unknown): string {

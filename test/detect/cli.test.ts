@@ -3,19 +3,16 @@
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { ROOT, TINY } from '../helpers/fixtures.js';
+import { TINY } from '../helpers/fixtures.js';
 import { decodeImage } from '../../src/preprocess/decode.js';
+import { mgllava } from '../helpers/cli.js';
 
-const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
 const IMAGE = join(TINY, 'example.jpg');
 const OWL = join(TINY, 'owlv2');
-const run = promisify(execFile);
 const TMP = mkdtempSync(join(tmpdir(), 'mgllava-detect-'));
 after(() => rmSync(TMP, { recursive: true, force: true }));
 let n = 0;
@@ -28,15 +25,6 @@ const extra = JSON.parse(readFileSync(join(TINY, 'extra_cases.json'), 'utf8')) a
 const O2_TAGS = (extra['O2.tags'] as string[]).join(',');
 const O2_THRESHOLD = String(extra['O2.threshold']);
 
-async function mgllava(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const r = await run(process.execPath, [CLI, ...args], { maxBuffer: 1 << 26 });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const x = e as { code: number; stdout: string; stderr: string };
-    return { code: x.code, stdout: x.stdout, stderr: x.stderr };
-  }
-}
 
 interface BoxJson {
   boxes: number[][];
