@@ -25,13 +25,14 @@
 // output, and onnxruntime-node 1.30 copies every fetched output into a new ArrayBuffer after the
 // run (tensor_helper.cc, OrtValueToNapiValue): a copy of the whole cache per token, measured
 // slower than growing. Nor GQA reading the buffer as its past while its present stays inside the
-// run: its kernel then clears and refills that present (the whole cache) every token, 1.7x the
-// time of the split attention per layer (docs/BENCHMARKS.md).
+// run: its kernel then clears and refills that present (the whole cache) every token, about
+// twice the time of the split attention per layer (docs/BENCHMARKS.md).
+//
 // Linear layers are FusedMatMul on float weights, or MatMulNBits on block-quantized weights
-// (src/model/llm/quantized.ts). Rotary embeddings are applied before it with plain ops, as HF's
-// `apply_rotary_pos_emb` does (rotate_half, non-interleaved, on the first `rotaryDim` dims of each
-// head), with cos/sin computed in float32 for the S positions P..P+S-1 inside the graph, so no
-// cache of max_position_embeddings rows is needed.
+// (src/model/llm/quantized.ts). Rotary embeddings are applied with plain ops before attention,
+// as HF's `apply_rotary_pos_emb` does (rotate_half, non-interleaved, on the first `rotaryDim`
+// dims of each head), with cos/sin computed in float32 for the S positions P..P+S-1 inside the
+// graph, so no cache of max_position_embeddings rows is needed.
 
 import { Graph, Value, MS_DOMAIN } from '../../graph/graph.js';
 import { rmsNorm } from '../../graph/blocks.js';
@@ -158,7 +159,7 @@ export function buildDecoderGraph(store: WeightStore, c: LlmConfig, opts: Decode
         { domain: MS_DOMAIN, outputs: 3, name: `${name}.gqa` });
       g.output(newK!, NAMES.newKey(i), 'F32', [1, c.kvHeads, 'seq', c.headDim]);
       g.output(newV!, NAMES.newValue(i), 'F32', [1, c.kvHeads, 'seq', c.headDim]);
-      att = mergeCachedAttention(g, c, qr, newK!, onNew!, past[i]!, cached!, S, name);
+      att = mergeCachedAttention(g, c, qr, kr, onNew!, past[i]!, cached!, S, name);
     } else {
       const [a0, presentK, presentV] = kind === 'gqa'
         ? g.op('GroupQueryAttention', [qr, kr, v, past[i]!.k, past[i]!.v, seqlensK, totalLen], gqaAttrs,
@@ -239,50 +240,53 @@ function cachedKeyMask(g: Graph, c: LlmConfig, P: Value, S: Value, buffer: Value
 /**
  * Attention of q [1, S, heads*hd] over the cached rows (buffer [1, kvH, C, hd], `mask` [S|1, C])
  * and the new rows, given GQA's attention among the new rows `onNew` [1, S, heads*hd] and their
- * keys `newK` [1, kvH, S, hd]: softmax over the union, merged through each part's log-sum-exp.
+ * keys `k` [1, S, kvH*hd]: softmax over the union, merged through each part's log-sum-exp.
  * The new part's log-sum-exp is taken from the diagonal score q_i . k_i: exact when S = 1 (the
- * only key), and unused when no row is cached (the cached part then weighs exp(-1e30) = 0).
+ * only key), and unused when no row is cached (the cached part then weighs exp(-1e30) = 0, and
+ * the result is GQA's output exactly). Large tensors are touched as few times as possible (the
+ * merge runs at prefill too): the weights are folded into the cached part's probabilities.
  */
-function mergeCachedAttention(g: Graph, c: LlmConfig, q: Value, newK: Value, onNew: Value,
+function mergeCachedAttention(g: Graph, c: LlmConfig, q: Value, k: Value, onNew: Value,
   past: { k: Value; v: Value }, mask: Value, S: Value, name: string): Value {
   const hd = c.headDim;
-  const rep = c.heads / c.kvHeads;
+  const kvH = c.kvHeads;
+  const rep = c.heads / kvH;
   const I = (v: number[]) => g.constI64(v);
   const scale = 1 / Math.sqrt(hd);
-  // Query heads grouped by the kv head they share: [1, kvH, rep, S, hd].
-  const bnsh = (x: Value) => g.op1('Transpose', [g.op1('Reshape', [x, I([0, 0, c.heads, hd])])], { perm: [0, 2, 1, 3] });
-  const group = (x: Value) => g.op1('Reshape', [x, I([1, c.kvHeads, rep, -1, hd])]);
-  const q5 = group(bnsh(q));
+  const toBnsh = { perm: [0, 2, 3, 1, 4] }; // [1, S, kvH, rep, x] -> [1, kvH, rep, S, x]
+  const toBsnh = { perm: [0, 3, 1, 2, 4] }; // and back
+  // Query heads grouped by the kv head they share, [1, S, kvH, rep, hd] (a free reshape).
+  const q5 = g.op1('Reshape', [q, I([1, -1, kvH, rep, hd])]);
   const C = g.op1('Shape', [past.k], { start: 2, end: 3 });
   const RS = g.op1('Mul', [S, I([rep])]);
   // Scores against the cached rows, [1, kvH, rep, S, C]; FusedMatMul reads the buffer as it lies.
+  const qg = g.op1('Reshape', [g.op1('Transpose', [q5], toBnsh), I([1, kvH, -1, hd])]);
   const scores = g.op1('Reshape', [
-    g.op1('FusedMatMul', [g.op1('Reshape', [q5, I([1, c.kvHeads, -1, hd])]), past.k], { transB: 1, alpha: { float: scale } }, { domain: MS_DOMAIN }),
-    g.op1('Concat', [I([1, c.kvHeads, rep]), S, C], { axis: 0 }),
+    g.op1('FusedMatMul', [qg, past.k], { transB: 1, alpha: { float: scale } }, { domain: MS_DOMAIN }),
+    g.op1('Concat', [I([1, kvH, rep]), S, C], { axis: 0 }),
   ], {}, { name: `${name}.cached_scores` });
   // A finite floor instead of -inf keeps an all-hidden row (no cached row yet) free of NaN.
   const masked = g.op1('Where', [mask, scores, g.constF32([-1e30], [])]);
   const m = g.op1('ReduceMax', [masked, I([-1])], { keepdims: 1 }); // [1, kvH, rep, S, 1]
   const e = g.op1('Exp', [g.op1('Sub', [masked, m])]);
   const z = g.op1('ReduceSum', [e, I([-1])], { keepdims: 1 });
-  const a = g.op1('Reshape', [
-    g.op1('MatMul', [g.op1('Reshape', [e, g.op1('Concat', [I([1, c.kvHeads]), RS, C], { axis: 0 })]), past.v]),
-    I([1, c.kvHeads, rep, -1, hd]),
-  ]); // sum_j e_j v_j
-  // The new rows: GQA's normalized attention and the diagonal score's exp as its weight.
-  const d = g.op1('Mul', [
-    g.op1('ReduceSum', [g.op1('Mul', [q5, g.op1('Unsqueeze', [newK, I([2])])]), I([-1])], { keepdims: 1 }),
+  // The new rows' weight: the diagonal score (k shared by the kv head's `rep` query heads).
+  const d = g.op1('Transpose', [g.op1('Mul', [
+    g.op1('ReduceSum', [g.op1('Mul', [q5, g.op1('Reshape', [k, I([1, -1, kvH, 1, hd])])]), I([-1])], { keepdims: 1 }),
     g.constF32([scale], []),
-  ]);
+  ])], toBnsh); // [1, kvH, rep, S, 1]
   const M = g.op1('Max', [m, d]);
   const wc = g.op1('Exp', [g.op1('Sub', [m, M])]);
   const wn = g.op1('Exp', [g.op1('Sub', [d, M])]);
-  const merged = g.op1('Div', [
-    g.op1('Add', [g.op1('Mul', [a, wc]), g.op1('Mul', [group(bnsh(onNew)), wn])]),
-    g.op1('Add', [g.op1('Mul', [z, wc]), wn]),
-  ]); // [1, kvH, rep, S, hd]
-  const out = g.op1('Transpose', [g.op1('Reshape', [merged, I([1, c.heads, -1, hd])])], { perm: [0, 2, 1, 3] });
-  return g.op1('Reshape', [out, I([0, 0, c.heads * hd])], {}, { name: `${name}.attn` });
+  const den = g.op1('Add', [g.op1('Mul', [z, wc]), wn]);
+  // out = (sum_j e_j wc v_j + onNew wn) / den, the cached part's weights folded into e.
+  const probs = g.op1('Mul', [e, g.op1('Div', [wc, den])]);
+  const cachedPart = g.op1('Transpose', [g.op1('Reshape', [
+    g.op1('MatMul', [g.op1('Reshape', [probs, g.op1('Concat', [I([1, kvH]), RS, C], { axis: 0 })]), past.v]),
+    I([1, kvH, rep, -1, hd]),
+  ])], toBsnh); // [1, S, kvH, rep, hd]
+  const newPart = g.op1('Mul', [g.op1('Reshape', [onNew, I([1, -1, kvH, rep, hd])]), g.op1('Transpose', [g.op1('Div', [wn, den])], toBsnh)]);
+  return g.op1('Reshape', [g.op1('Add', [cachedPart, newPart]), I([0, 0, c.heads * hd])], {}, { name: `${name}.attn` });
 }
 
 /**
