@@ -16,6 +16,11 @@ export interface SessionOptions {
   prepack?: boolean;
   /** Execution providers in order of preference (default: cpu). */
   providers?: string[];
+  /**
+   * Write onnxruntime's per-node timing profile (a JSON trace) to files starting with this
+   * prefix; the file is complete after {@link Session.endProfiling} or release.
+   */
+  profilePrefix?: string;
 }
 
 export type Feed = F32Tensor | { readonly dims: readonly number[]; readonly data: BigInt64Array | Int32Array };
@@ -31,6 +36,10 @@ export class Session {
       logSeverityLevel: 3,
     };
     if (opts.threads) so.intraOpNumThreads = opts.threads;
+    if (opts.profilePrefix) {
+      so.enableProfiling = true;
+      so.profileFilePrefix = opts.profilePrefix;
+    }
     const session: Record<string, string> = {};
     if (opts.externalDataFolder) session.model_external_initializers_file_folder_path = opts.externalDataFolder;
     if (!(opts.prepack ?? false)) session['session.disable_prepacking'] = '1';
@@ -64,6 +73,11 @@ export class Session {
       out[k] = { dims: [...t.dims], data: t.data as Float32Array };
     }
     return out;
+  }
+
+  /** Ends a profile started by `profilePrefix` (onnxruntime writes the file now). */
+  endProfiling(): void {
+    this.inner.endProfiling();
   }
 
   async release(): Promise<void> {

@@ -41,6 +41,8 @@ export interface CausalLMOptions {
    * quantized per block on the fly; fastest), 0 in float32. 8-bit weights need 4 to be fast.
    */
   accuracyLevel?: 0 | 1 | 2 | 3 | 4;
+  /** Profile the decoder's nodes into files with this prefix (bench/profile-llm.ts). */
+  profilePrefix?: string;
 }
 
 export interface ForwardOptions {
@@ -92,11 +94,29 @@ export class KvCache {
     for (let h = 0; h < this.kvHeads; h++) buffer.data.set(rows.data.subarray(h * S * hd, (h + 1) * S * hd), (h * cap + this.length) * hd);
   }
 
+  /** The capacity an in-place cache grows to when it must hold `positions` positions. */
+  capacityFor(positions: number): number {
+    if (positions > this.maxLength) throw new InputError(`the KV cache holds at most ${this.maxLength} positions, ${positions} asked (make it with a larger newCache(maxLength))`);
+    return Math.min(this.maxLength, positions + KvCache.CHUNK);
+  }
+
+  /**
+   * In-place cache, empty: take per-layer buffers [1, kvHeads, capacity, headDim] whose first
+   * `positions` rows are the new ones (the decoder's padded output for a prompt).
+   */
+  adopt(keys: F32Tensor[], values: F32Tensor[], positions: number): void {
+    if (this.length !== 0) throw new Error('KV cache: only an empty cache adopts buffers');
+    const cap = keys[0]!.dims[2]!;
+    if (keys.length !== this.layers || values.length !== this.layers || positions > cap) throw new Error('KV cache: adopted buffers do not match the cache');
+    this.keys = keys;
+    this.values = values;
+    this.length = positions;
+  }
+
   /** In-place cache: make room for `positions` positions, keeping the rows held. */
   reserve(positions: number): void {
     if (this.kind !== 'inplace' || positions <= this.capacity) return;
-    if (positions > this.maxLength) throw new InputError(`the KV cache holds at most ${this.maxLength} positions, ${positions} asked (make it with a larger newCache(maxLength))`);
-    const cap = Math.min(this.maxLength, positions + KvCache.CHUNK);
+    const cap = this.capacityFor(positions);
     const old = this.capacity;
     const hd = this.headDim;
     const grow = (t: F32Tensor): F32Tensor => {
@@ -149,9 +169,9 @@ export class CausalLM {
     const q = opts.quantization;
     // MatMulNBits packs its weights at load (pre-packing); without that it unpacks them on every
     // run. Float weights keep pre-packing off (src/runtime/session.ts).
-    const session = (g: Graph, prepack = false) => {
+    const session = (g: Graph, prepack = false, profilePrefix?: string) => {
       const { bytes, externalDataFolder } = g.serialize();
-      return Session.create(g.name, bytes, { externalDataFolder, threads, prepack });
+      return Session.create(g.name, bytes, { externalDataFolder, threads, prepack, profilePrefix });
     };
     const dopts: DecoderOptions = {
       attention: opts.attention,
@@ -164,7 +184,7 @@ export class CausalLM {
     const dg = buildDecoderGraph(store, config, dopts);
     const embed = await session(eg);
     try {
-      return new CausalLM(config, embed, await session(dg, q !== undefined), kinds.cache, q);
+      return new CausalLM(config, embed, await session(dg, q !== undefined, opts.profilePrefix), kinds.cache, q);
     } catch (e) {
       await embed.release();
       throw e;
@@ -224,11 +244,17 @@ export class CausalLM {
     if (cache.kind === 'inplace') {
       // The decoder merges the new rows' attention with the cached rows' only one query at a
       // time once rows are cached (decoder.ts): a later chunk of several goes token by token.
-      cache.reserve(cache.length + S); // (refuses a chunk that cannot fit before running any of it)
-      if (cache.length > 0 && S > 1) return this.forwardEach(embeds.data, S, cache, opts);
-      // onnxruntime reads the buffers without a copy and returns the S new rows, written here.
+      // (Both checks refuse a chunk that cannot fit before running any of it.)
+      const fresh = cache.length === 0;
+      const spare = fresh ? cache.capacityFor(S) - S : 0;
+      if (!fresh) cache.reserve(cache.length + S);
+      if (!fresh && S > 1) return this.forwardEach(embeds.data, S, cache, opts);
+      // onnxruntime reads the buffers without a copy and returns the S new rows, written here;
+      // a prompt's rows come padded to the whole capacity and become the buffers (fresh memory
+      // is slow to touch: writing them into a new buffer cost seconds at a 666-token prompt).
       // Before any row is cached a one-row stand-in (hidden by past_length = 0) will do.
       feeds[NAMES.pastLength] = { dims: [1], data: BigInt64Array.of(BigInt(cache.length)) };
+      feeds[NAMES.spareRows] = { dims: [1], data: BigInt64Array.of(BigInt(spare)) };
       const outputs: string[] = [NAMES.logits];
       const none: F32Tensor = { dims: [1, c.kvHeads, 1, c.headDim], data: new Float32Array(c.kvHeads * c.headDim) };
       for (let i = 0; i < c.layers; i++) {
@@ -237,9 +263,15 @@ export class CausalLM {
         outputs.push(NAMES.newKey(i), NAMES.newValue(i));
       }
       out = await this.decoderSession.run(feeds, outputs);
-      for (let i = 0; i < c.layers; i++) {
-        cache.write(cache.keys[i]!, out[NAMES.newKey(i)]!);
-        cache.write(cache.values[i]!, out[NAMES.newValue(i)]!);
+      const rows = (name: (i: number) => string) => Array.from({ length: c.layers }, (_, i) => out[name(i)]!);
+      if (fresh) {
+        cache.adopt(rows(NAMES.newKey), rows(NAMES.newValue), S);
+      } else {
+        for (let i = 0; i < c.layers; i++) {
+          cache.write(cache.keys[i]!, out[NAMES.newKey(i)]!);
+          cache.write(cache.values[i]!, out[NAMES.newValue(i)]!);
+        }
+        cache.length += S;
       }
     } else {
       const outputs: string[] = [NAMES.logits];
@@ -253,8 +285,8 @@ export class CausalLM {
         cache.keys[i] = out[NAMES.presentKey(i)]!;
         cache.values[i] = out[NAMES.presentValue(i)]!;
       }
+      cache.length += S;
     }
-    cache.length += S;
     const logits = out[NAMES.logits]!;
     return { dims: [logits.dims[1]!, c.vocabSize], data: logits.data };
   }
@@ -270,6 +302,11 @@ export class CausalLM {
       all?.set(last.data, s * V);
     }
     return all ? { dims: [S, V], data: all } : last;
+  }
+
+  /** Writes the decoder's profile (when loaded with `profilePrefix`). */
+  endProfiling(): void {
+    this.decoderSession.endProfiling();
   }
 
   async release(): Promise<void> {

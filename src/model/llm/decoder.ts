@@ -29,10 +29,10 @@
 // twice the time of the split attention per layer (docs/BENCHMARKS.md).
 //
 // Linear layers are FusedMatMul on float weights, or MatMulNBits on block-quantized weights
-// (src/model/llm/quantized.ts). Rotary embeddings are applied with plain ops before attention,
-// as HF's `apply_rotary_pos_emb` does (rotate_half, non-interleaved, on the first `rotaryDim`
-// dims of each head), with cos/sin computed in float32 for the S positions P..P+S-1 inside the
-// graph, so no cache of max_position_embeddings rows is needed.
+// (src/model/llm/quantized.ts). Rotary embeddings are applied before attention as HF's
+// `apply_rotary_pos_emb` does (rotate_half, non-interleaved, on the first `rotaryDim` dims of
+// each head) by onnxruntime's RotaryEmbedding, from cos/sin tables computed in float32 inside
+// the graph (folded into constants at load).
 
 import { Graph, Value, MS_DOMAIN } from '../../graph/graph.js';
 import { rmsNorm } from '../../graph/blocks.js';
@@ -52,6 +52,8 @@ export const NAMES = {
   logits: 'logits',
   /** int64 [1]: positions already in an in-place cache (P). */
   pastLength: 'past_length',
+  /** int64 [1]: zero rows appended to the in-place cache's new rows (spare capacity; 0 = none). */
+  spareRows: 'spare_rows',
   /** In-place cache: the S new key / value rows [1, kvHeads, S, headDim]. */
   newKey: (i: number) => `new_key.${i}`,
   newValue: (i: number) => `new_value.${i}`,
@@ -105,9 +107,9 @@ export function buildEmbedGraph(store: WeightStore, c: LlmConfig): Graph {
  * every position, S-1 for the last only), and the cache:
  * - 'grow': past_key.i / past_value.i [1, kvHeads, P, headDim] -> present_key.i /
  *   present_value.i [1, kvHeads, P+S, headDim];
- * - 'inplace': past_length int64 [1] = P, past_key.i / past_value.i [1, kvHeads, C, headDim] of
- *   any capacity C >= P (rows P.. ignored) -> new_key.i / new_value.i [1, kvHeads, S, headDim],
- *   the rows for positions P..P+S-1;
+ * - 'inplace': past_length int64 [1] = P, spare_rows int64 [1] = R, past_key.i / past_value.i
+ *   [1, kvHeads, C, headDim] of any capacity C >= P (rows P.. ignored) -> new_key.i /
+ *   new_value.i [1, kvHeads, S + R, headDim], the rows for positions P..P+S-1 then R zero rows;
  * -> logits [1, S - logits_from, V].
  */
 export function buildDecoderGraph(store: WeightStore, c: LlmConfig, opts: DecoderOptions = {}): Graph {
@@ -120,6 +122,10 @@ export function buildDecoderGraph(store: WeightStore, c: LlmConfig, opts: Decode
   const embeds = g.input(NAMES.embeds, 'F32', [1, 'seq', H]);
   const logitsFrom = g.input(NAMES.logitsFrom, 'I64', [1]);
   const pastLength = cache === 'inplace' ? g.input(NAMES.pastLength, 'I64', [1]) : undefined;
+  // The new rows come out padded with `spare` zero rows: a prompt's rows then form a whole cache
+  // buffer with room to grow, which the caller keeps as it is (no copy into fresh memory).
+  const spare = cache === 'inplace' ? g.input(NAMES.spareRows, 'I64', [1]) : undefined;
+  const padRows = spare && g.op1('Concat', [g.constI64([0, 0, 0, 0, 0, 0]), spare, g.constI64([0])], { axis: 0 }, { name: 'spare_pads' }); // [8]
   const past: { k: Value; v: Value }[] = [];
   for (let i = 0; i < c.layers; i++) {
     past.push({ k: g.input(NAMES.pastKey(i), 'F32', kvDims), v: g.input(NAMES.pastValue(i), 'F32', kvDims) });
@@ -134,7 +140,7 @@ export function buildDecoderGraph(store: WeightStore, c: LlmConfig, opts: Decode
   const gqaTotal = cache === 'inplace' ? S : total;
   const seqlensK = g.op1('Cast', [g.op1('Sub', [gqaTotal, g.constI64([1])])], { to: 6 }, { name: 'seqlens_k' });
   const totalLen = g.op1('Cast', [g.op1('Squeeze', [gqaTotal, g.constI64([0])])], { to: 6 }, { name: 'total_seq' });
-  const rope = rotaryTables(g, c, P, total);
+  const rope = rotaryTables(g, c);
   const mask = kind === 'ops' ? causalMask(g, c, P, total) : undefined;
   const cached = cache === 'inplace' ? cachedKeyMask(g, c, P, S, past[0]!.k) : undefined;
 
@@ -151,14 +157,14 @@ export function buildDecoderGraph(store: WeightStore, c: LlmConfig, opts: Decode
     const a = l.sub('self_attn.');
     const h = rmsNorm(g, x, l.take('input_layernorm.weight', [H]), c.rmsEps, `${name}.ln1`);
     const { q, k, v } = layout.qkv(g, a, c, h, name);
-    const qr = applyRotary(g, q, c.heads, c, rope, `${name}.q_rope`);
-    const kr = applyRotary(g, k, c.kvHeads, c, rope, `${name}.k_rope`);
+    const qr = applyRotary(g, q, c.heads, c, rope, P, `${name}.q_rope`);
+    const kr = applyRotary(g, k, c.kvHeads, c, rope, P, `${name}.k_rope`);
     let att: Value;
     if (cache === 'inplace') {
       const [onNew, newK, newV] = g.op('GroupQueryAttention', [qr, kr, v, null, null, seqlensK, totalLen], gqaAttrs,
         { domain: MS_DOMAIN, outputs: 3, name: `${name}.gqa` });
-      g.output(newK!, NAMES.newKey(i), 'F32', [1, c.kvHeads, 'seq', c.headDim]);
-      g.output(newV!, NAMES.newValue(i), 'F32', [1, c.kvHeads, 'seq', c.headDim]);
+      g.output(g.op1('Pad', [newK!, padRows!], {}, { name: `${name}.new_key` }), NAMES.newKey(i), 'F32', [1, c.kvHeads, 'rows', c.headDim]);
+      g.output(g.op1('Pad', [newV!, padRows!], {}, { name: `${name}.new_value` }), NAMES.newValue(i), 'F32', [1, c.kvHeads, 'rows', c.headDim]);
       att = mergeCachedAttention(g, c, qr, kr, onNew!, past[i]!, cached!, S, name);
     } else {
       const [a0, presentK, presentV] = kind === 'gqa'
@@ -176,7 +182,7 @@ export function buildDecoderGraph(store: WeightStore, c: LlmConfig, opts: Decode
     const h2 = rmsNorm(g, x, l.take('post_attention_layernorm.weight', [H]), c.rmsEps, `${name}.ln2`);
     const { gate, up } = layout.gateUp(g, m, c, h2, name);
     const act = g.op1('Mul', [gate, g.op1('Sigmoid', [gate])], {}, { name: `${name}.silu` });
-    const down = m.linear(g.op1('Mul', [act, up]), 'down_proj', H, c.intermediateSize, layout.outBias(c, 'down_proj'), `${name}.down_proj`);
+    const down = m.linear(g.op1('Mul', [act, up], {}, { name: `${name}.gated` }), 'down_proj', H, c.intermediateSize, layout.outBias(c, 'down_proj'), `${name}.down_proj`);
     x = g.op1('Add', [x, down], {}, { name: `${name}.mlp_res` });
   }
 
@@ -316,38 +322,34 @@ function opsAttention(g: Graph, c: LlmConfig, q: Value, k: Value, v: Value, past
 }
 
 export interface RopeTables {
-  /** [1, S, 1, rotaryDim/2] */
+  /** [maxPositions, rotaryDim/2] float32 */
   cos: Value;
   sin: Value;
 }
 
-/** cos/sin of (position * inv_freq) for positions P..total-1, float32 as HF computes them. */
-export function rotaryTables(g: Graph, c: LlmConfig, P: Value, total: Value): RopeTables {
-  const squeeze = (v: Value) => g.op1('Squeeze', [v, g.constI64([0])]);
-  const pos = g.op1('Range', [squeeze(P), squeeze(total), g.constI64([1], [])], {}, { name: 'positions' }); // [S]
-  const posF = g.op1('Cast', [g.op1('Unsqueeze', [pos, g.constI64([1])])], { to: 1 }); // [S, 1]
+/**
+ * cos/sin of (position * inv_freq) for every position the model takes, float32 as HF computes
+ * them. Built from constant ops, which onnxruntime folds into two tables when the session loads
+ * (the graph stays small; the tables cost maxPositions x rotaryDim x 4 bytes).
+ */
+export function rotaryTables(g: Graph, c: LlmConfig): RopeTables {
   const half = c.rotaryDim / 2;
+  const pos = g.op1('Range', [g.constI64([0], []), g.constI64([c.maxPositions], []), g.constI64([1], [])], {}, { name: 'rope.positions' });
+  const posF = g.op1('Cast', [g.op1('Unsqueeze', [pos, g.constI64([1])])], { to: 1 }); // [maxPositions, 1]
   const freqs = g.op1('Mul', [posF, g.constF32(ropeInvFreq(c.ropeTheta, c.rotaryDim), [1, half], 'rope.inv_freq')], {}, { name: 'rope.freqs' });
-  const shape = g.constI64([1, -1, 1, half], [4], 'rope.shape');
-  return {
-    cos: g.op1('Reshape', [g.op1('Cos', [freqs]), shape], {}, { name: 'rope.cos' }),
-    sin: g.op1('Reshape', [g.op1('Sin', [freqs]), shape], {}, { name: 'rope.sin' }),
-  };
+  return { cos: g.op1('Cos', [freqs], {}, { name: 'rope.cos' }), sin: g.op1('Sin', [freqs], {}, { name: 'rope.sin' }) };
 }
 
 /**
- * x [1, S, heads*headDim] -> the same with HF's rotary applied per head:
- * rot = x[..., :rotaryDim] = [x1, x2] -> [x1 cos - x2 sin, x2 cos + x1 sin]; x[..., rotaryDim:] passes.
+ * x [1, S, heads*headDim] at positions P..P+S-1 (P int64 [1]) -> the same with HF's rotary
+ * applied per head: rot = x[..., :rotaryDim] = [x1, x2] -> [x1 cos - x2 sin, x2 cos + x1 sin];
+ * x[..., rotaryDim:] passes. One com.microsoft RotaryEmbedding node (non-interleaved), which
+ * reads the tables at the S positions (a node per step matters: a decode step runs thousands).
  */
-export function applyRotary(g: Graph, x: Value, heads: number, c: LlmConfig, r: RopeTables, name: string): Value {
-  const half = c.rotaryDim / 2;
-  const x4 = g.op1('Reshape', [x, g.constI64([0, 0, heads, c.headDim])], {}, { name: `${name}.heads` });
-  const pass = c.headDim - c.rotaryDim;
-  const sizes = pass > 0 ? [half, half, pass] : [half, half];
-  const parts = g.op('Split', [x4, g.constI64(sizes)], { axis: -1 }, { outputs: sizes.length, name: `${name}.split` });
-  const [x1, x2] = [parts[0]!, parts[1]!];
-  const a = g.op1('Sub', [g.op1('Mul', [x1, r.cos]), g.op1('Mul', [x2, r.sin])]);
-  const b = g.op1('Add', [g.op1('Mul', [x2, r.cos]), g.op1('Mul', [x1, r.sin])]);
-  const joined = g.op1('Concat', pass > 0 ? [a, b, parts[2]!] : [a, b], { axis: -1 });
-  return g.op1('Reshape', [joined, g.constI64([0, 0, heads * c.headDim])], {}, { name });
+export function applyRotary(g: Graph, x: Value, heads: number, c: LlmConfig, r: RopeTables, P: Value, name: string): Value {
+  return g.op1('RotaryEmbedding', [x, P, r.cos, r.sin], {
+    interleaved: 0,
+    num_heads: heads,
+    rotary_embedding_dim: c.rotaryDim,
+  }, { domain: MS_DOMAIN, name });
 }
