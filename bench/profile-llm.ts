@@ -2,7 +2,7 @@
 // summed by operator type. Not part of `npm run bench` (profiling slows every node a little);
 // run it by hand on a folder the bench or `mgllava quantize` wrote:
 //
-//   node dist/bench/profile-llm.js LLM_FOLDER [--prompt 666] [--decode 16] [--threads 2] [--nodes 15]
+//   node dist/bench/profile-llm.js LLM_FOLDER [--prompt 666] [--decode 16] [--threads 2] [--nodes 15] [--warm]
 //
 // Prints, for the prefill run and for the decode runs (per token), the milliseconds per
 // operator type, their share, the time outside the nodes (session overhead, JS) and the
@@ -62,11 +62,11 @@ function table(title: string, runs: { runMs: number; ops: Map<string, number>; n
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { prompt: { type: 'string', default: '666' }, decode: { type: 'string', default: '16' }, threads: { type: 'string', default: '2' }, nodes: { type: 'string' } },
+  options: { prompt: { type: 'string', default: '666' }, decode: { type: 'string', default: '16' }, threads: { type: 'string', default: '2' }, nodes: { type: 'string' }, warm: { type: 'boolean', default: false } },
 });
 const folder = positionals[0];
 if (!folder) {
-  process.stderr.write('usage: node dist/bench/profile-llm.js LLM_FOLDER [--prompt N] [--decode N] [--threads N] [--nodes N]\n');
+  process.stderr.write('usage: node dist/bench/profile-llm.js LLM_FOLDER [--prompt N] [--decode N] [--threads N] [--nodes N] [--warm]\n');
   process.exit(2);
 }
 const S = Number(values.prompt);
@@ -75,6 +75,9 @@ const dir = mkdtempSync(join(tmpdir(), 'mgllava-profile-'));
 const lm = await CausalLM.load(folder, { threads: Number(values.threads), profilePrefix: join(dir, 'decoder') });
 const r = lcg(7);
 const ids = Array.from({ length: S }, () => 3 + Math.floor(r() * (lm.config.vocabSize - 3)));
+// --warm: one prefill before the measured one, so that onnxruntime's memory is already touched
+// (a first run on fresh memory pays the page faults: on the development VM, seconds).
+if (values.warm) await lm.forward(await lm.embed(ids), lm.newCache(S + D));
 const cache = lm.newCache(S + D);
 let t0 = performance.now();
 let next = argmax((await lm.forward(await lm.embed(ids), cache)).data);
@@ -86,6 +89,6 @@ lm.endProfiling();
 await lm.release();
 const file = readdirSync(dir).find((f) => f.endsWith('.json'));
 if (!file) throw new Error(`no profile written into ${dir}`);
-const runs = perRun(JSON.parse(readFileSync(join(dir, file), 'utf8')) as TraceEvent[]);
+const runs = perRun(JSON.parse(readFileSync(join(dir, file), 'utf8')) as TraceEvent[]).slice(values.warm ? 1 : 0);
 rmSync(dir, { recursive: true, force: true });
 process.stdout.write(`${table(`prefill of ${S} tokens`, runs.slice(0, 1), prefillWall)}\n\n${table('decode, per token', runs.slice(1), decodeWall)}\n`);

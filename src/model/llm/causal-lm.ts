@@ -171,7 +171,7 @@ export class CausalLM {
     // run. Float weights keep pre-packing off (src/runtime/session.ts).
     const session = (g: Graph, prepack = false, profilePrefix?: string) => {
       const { bytes, externalDataFolder } = g.serialize();
-      return Session.create(g.name, bytes, { externalDataFolder, threads, prepack, profilePrefix });
+      return Session.create(g.name, bytes, { externalDataFolder, threads, prepack, profilePrefix, memPattern: false });
     };
     const dopts: DecoderOptions = {
       attention: opts.attention,
