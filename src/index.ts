@@ -16,6 +16,8 @@ export { parseBoxJson, prepareBoxes } from './preprocess/boxes.js';
 export type { Detections, BoxOptions } from './preprocess/boxes.js';
 export { readBoxFile } from './preprocess/box-file.js';
 export { InputError } from './core/errors.js';
+export { quantizeLlm } from './model/llm/quantize.js';
+export type { QuantizeLlmOptions, QuantizeLlmResult } from './model/llm/quantize.js';
 export { Owlv2Detector, detectionsJson, toDetections, DEFAULT_DETECTION_THRESHOLD } from './detect/owlv2.js';
 export type { DetectionResult, DetectOptions, DetectorLoadOptions } from './detect/owlv2.js';
 export { COCO_80, cocoTags, fixedTags, parseTagList } from './detect/tags.js';

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, copyFileSync } from 'node:fs';
 import { TINY, fixture, relErr } from '../helpers/fixtures.js';
 import { tempDir } from '../weights/torch-builders.js';
-import { quantizeLlm } from '../../src/model/llm/quantize.js';
+import { quantizeLlm } from '../../src/index.js'; // the public export
 import { CausalLM } from '../../src/model/llm/causal-lm.js';
 import { layerLayout } from '../../src/model/llm/decoder.js';
 import { parseLlmConfig } from '../../src/model/llm/config.js';

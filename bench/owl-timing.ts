@@ -1,23 +1,19 @@
 // Detection time at the real OWLv2-L/14 size (960 px, 68 x 68 patches, ViT-L vision tower,
 // 12-layer text tower) with random weights written to a temporary folder (1.7 GB, deleted
-// afterwards). Skipped unless MGLLAVA_OWL_TIMING=1: it takes minutes and wants the machine to
-// itself. Prints one JSON line with the timings (docs/detection.md records the numbers).
-//   MGLLAVA_OWL_TIMING=1 node --test dist/test/detect/timing.test.js
+// afterwards). A timing run, not a test: it takes minutes and wants the machine to itself.
+// Prints one JSON line with the timings (docs/detection.md records the numbers).
+//   node dist/bench/owl-timing.js
 
-import { test } from 'node:test';
-import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir, loadavg, cpus } from 'node:os';
 import { join } from 'node:path';
-import { TINY } from '../helpers/fixtures.js';
-import { Owlv2Detector } from '../../src/detect/owlv2.js';
-import { COCO_80 } from '../../src/detect/tags.js';
-import { decodeImage } from '../../src/preprocess/decode.js';
-import { OWLV2_LARGE, writeRandomOwlv2 } from './random-owlv2.js';
+import { TINY } from '../test/helpers/fixtures.js';
+import { Owlv2Detector } from '../src/detect/owlv2.js';
+import { COCO_80 } from '../src/detect/tags.js';
+import { decodeImage } from '../src/preprocess/decode.js';
+import { OWLV2_LARGE, writeRandomOwlv2 } from '../test/detect/random-owlv2.js';
 
-const ENABLED = process.env.MGLLAVA_OWL_TIMING === '1';
-
-test('OWLv2-L/14 at 960 px: load and detection time', { skip: !ENABLED && 'set MGLLAVA_OWL_TIMING=1 to run' }, async () => {
+{
   const dir = mkdtempSync(join(tmpdir(), 'mgllava-owl-large-'));
   try {
     let t = performance.now();
@@ -30,7 +26,7 @@ test('OWLv2-L/14 at 960 px: load and detection time', { skip: !ENABLED && 'set M
     const img = await decodeImage(join(TINY, 'example.jpg'));
     const runs: Record<string, unknown>[] = [];
     try {
-      assert.equal(d.patches, 68 * 68);
+      if (d.patches !== 68 * 68) throw new Error(`expected 68 x 68 patches, got ${d.patches}`);
       for (const [name, tags] of [['4 tags (first run)', ['cat', 'table', 'red square', 'window']], ['4 tags', ['bus', 'car', 'person', 'window']], ['COCO-80', COCO_80]] as const) {
         t = performance.now();
         const r = await d.detect(img, tags, { threshold: 0.2 });
@@ -49,4 +45,4 @@ test('OWLv2-L/14 at 960 px: load and detection time', { skip: !ENABLED && 'set M
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-});
+}
