@@ -168,7 +168,9 @@ export class CausalLM {
     const threads = opts.threads;
     const q = opts.quantization;
     // MatMulNBits packs its weights at load (pre-packing); without that it unpacks them on every
-    // run. Float weights keep pre-packing off (src/runtime/session.ts).
+    // run. Float weights keep pre-packing off (src/runtime/session.ts). No memory pattern for
+    // either session (the decoder's reason is in SessionOptions.memPattern; the embedding
+    // session is too small to care).
     const session = (g: Graph, prepack = false, profilePrefix?: string) => {
       const { bytes, externalDataFolder } = g.serialize();
       return Session.create(g.name, bytes, { externalDataFolder, threads, prepack, profilePrefix, memPattern: false });

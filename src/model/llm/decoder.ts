@@ -54,7 +54,7 @@ export const NAMES = {
   pastLength: 'past_length',
   /** int64 [1]: zero rows appended to the in-place cache's new rows (spare capacity; 0 = none). */
   spareRows: 'spare_rows',
-  /** In-place cache: the S new key / value rows [1, kvHeads, S, headDim]. */
+  /** In-place cache: the S new key / value rows then spare_rows zero rows [1, kvHeads, S + R, headDim]. */
   newKey: (i: number) => `new_key.${i}`,
   newValue: (i: number) => `new_value.${i}`,
   pastKey: (i: number) => `past_key.${i}`,
