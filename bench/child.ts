@@ -3,21 +3,23 @@
 // prints one JSON line with the result on stdout (progress and engine logs go to stderr).
 
 import { measureBandwidth } from './bandwidth.js';
-import { measureOursLlm, measureOursVision } from './measure-ours.js';
+import { measureOursLlm, measureOursVision, packOurs } from './measure-ours.js';
 import { measureLlamaCpp } from './peer-llamacpp.js';
 import { Workload } from './presets.js';
 
 export type Job =
   | { kind: 'bandwidth'; threads: number; bytes: number }
-  | { kind: 'ours-vision'; model: string; image: string; threads: number; workload: Workload; inputsFile: string }
-  | { kind: 'ours-llm'; llm: string; threads: number; workload: Workload }
+  | { kind: 'ours-vision'; model: string; image: string; threads: number; workload: Workload; inputsFile: string; packedCache: string }
+  | { kind: 'ours-llm'; llm: string; threads: number; workload: Workload; packedCache: string }
+  | { kind: 'ours-pack'; model?: string; llm?: string; threads: number; packedCache: string }
   | { kind: 'llamacpp'; dir: string; gguf: string; vocab: number; threads: number; workload: Workload; flashAttention: boolean };
 
 async function run(job: Job): Promise<unknown> {
   switch (job.kind) {
     case 'bandwidth': return measureBandwidth(job.threads, job.bytes);
-    case 'ours-vision': return measureOursVision(job.model, job.image, job.threads, job.workload, job.inputsFile);
-    case 'ours-llm': return measureOursLlm(job.llm, job.threads, job.workload);
+    case 'ours-vision': return measureOursVision(job.model, job.image, job.threads, job.workload, job.inputsFile, job.packedCache);
+    case 'ours-llm': return measureOursLlm(job.llm, job.threads, job.workload, job.packedCache);
+    case 'ours-pack': return packOurs(job);
     case 'llamacpp': return measureLlamaCpp(job.dir, job.gguf, job.vocab, job.threads, job.workload, job.flashAttention);
   }
 }

@@ -24,6 +24,8 @@ export interface VisionTimes {
   objects_s: number;
   boxes: number;
   peak_rss_bytes: number;
+  /** How the encoder got its pre-packed weights ('mapped' from the packed cache). */
+  packed: string;
 }
 
 /**
@@ -31,9 +33,9 @@ export interface VisionTimes {
  * the model's image_size_aux) and the bench boxes `runs` times. Writes the exact inputs it used to
  * `inputsFile` for the PyTorch peer.
  */
-export async function measureOursVision(modelDir: string, image: string, threads: number, w: Workload, inputsFile: string): Promise<VisionTimes> {
+export async function measureOursVision(modelDir: string, image: string, threads: number, w: Workload, inputsFile: string, packedCache: string): Promise<VisionTimes> {
   let t0 = performance.now();
-  const model = await MgLlava.load({ model: modelDir }, { threads, llm: false });
+  const model = await MgLlava.load({ model: modelDir }, { threads, llm: false, packedCache });
   const vision = await model.visionModel();
   const load = seconds(t0);
   const S = vision.settings.imageSizeAux;
@@ -52,13 +54,14 @@ export async function measureOursVision(modelDir: string, image: string, threads
     await vision.encodeBoxes(e.stages, boxes);
     obj.push(seconds(t0));
   }
+  const packed = vision.packed;
   await model.release();
   writeSafetensors(inputsFile, [
     { name: 'pixel_values', dtype: 'F32', shape: [...low.dims], data: low.data },
     { name: 'pixel_values_aux', dtype: 'F32', shape: [...aux.dims], data: aux.data },
     { name: 'boxes', dtype: 'F32', shape: [w.boxes, 4], data: boxes },
   ]);
-  return { load_s: load, encode_s: median(enc), objects_s: median(obj), boxes: w.boxes, peak_rss_bytes: peakRssBytes() };
+  return { load_s: load, encode_s: median(enc), objects_s: median(obj), boxes: w.boxes, peak_rss_bytes: peakRssBytes(), packed };
 }
 
 export interface LlmTimes {
@@ -73,15 +76,17 @@ export interface LlmTimes {
   decode_s: number;
   decode_tps: number;
   peak_rss_bytes: number;
+  /** Ours: how the decoder got its pre-packed weights ('mapped' from the packed cache). */
+  packed?: string;
 }
 
 /**
  * Loads the LLM folder, prefills the multimodal prompt (text embedded by the model, image and box
  * tokens as random projector-like embeddings) in one run, then decodes greedily.
  */
-export async function measureOursLlm(llmDir: string, threads: number, w: Workload): Promise<LlmTimes> {
+export async function measureOursLlm(llmDir: string, threads: number, w: Workload, packedCache: string): Promise<LlmTimes> {
   let t0 = performance.now();
-  const lm = await CausalLM.load(llmDir, { threads });
+  const lm = await CausalLM.load(llmDir, { threads, packedCache });
   const load = seconds(t0);
   const H = lm.config.hiddenSize;
   const p = promptLayout(w, lm.config.vocabSize, lm.config.bosTokenId ?? 1);
@@ -109,11 +114,39 @@ export async function measureOursLlm(llmDir: string, threads: number, w: Workloa
     next = argmax(logits.data);
   }
   const decode = seconds(t0);
+  const packed = lm.packed;
   await lm.release();
   return {
     load_s: load, prompt_tokens: S, prefill_s: prefill, prefill_tps: S / prefill, ttft_s: ttft,
-    decode_tokens: w.decodeTokens, decode_s: decode, decode_tps: w.decodeTokens / decode, peak_rss_bytes: peakRssBytes(),
+    decode_tokens: w.decodeTokens, decode_s: decode, decode_tps: w.decodeTokens / decode, peak_rss_bytes: peakRssBytes(), packed,
   };
+}
+
+export interface PackTimes {
+  load_s: number;
+  /** 'saved' when this load packed the weights and wrote the packed cache, 'mapped' when it was there. */
+  packed: string;
+}
+
+/**
+ * One load of our vision side (`model`) or LLM (`llm`) with the packed cache, before the measured
+ * runs: the first on a machine packs the weights and writes the cache (timed here), so that the
+ * measured load is the one a user gets from then on.
+ */
+export async function packOurs(job: { model?: string; llm?: string; threads: number; packedCache: string }): Promise<PackTimes> {
+  const t0 = performance.now();
+  if (job.llm) {
+    const lm = await CausalLM.load(job.llm, { threads: job.threads, packedCache: job.packedCache });
+    const load_s = seconds(t0);
+    const packed = lm.packed;
+    await lm.release();
+    return { load_s, packed };
+  }
+  const model = await MgLlava.load({ model: job.model! }, { threads: job.threads, llm: false, packedCache: job.packedCache });
+  const load_s = seconds(t0);
+  const packed = (await model.visionModel()).packed;
+  await model.release();
+  return { load_s, packed };
 }
 
 /** The image every vision measurement encodes. */

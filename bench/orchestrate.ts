@@ -14,10 +14,11 @@ import { parseLlmConfig } from '../src/model/llm/config.js';
 import { openWeights } from '../src/weights/open.js';
 import { WeightStore } from '../src/weights/types.js';
 import { writeRandomModel } from '../test/helpers/random-model.js';
+import { tunedMallocEnv } from '../src/cli/malloc-tuning.js';
 import type { Job } from './child.js';
 import { readGgufHeader, GGML_TYPE, ggmlBytes, GgmlType } from './gguf.js';
 import { llmParams, writeGgufFromHf, writeRandomLlm } from './llm-files.js';
-import { LlmTimes, VisionTimes, benchImage } from './measure-ours.js';
+import { LlmTimes, PackTimes, VisionTimes, benchImage } from './measure-ours.js';
 import { LlmFormat, prepareOurLlm } from './our-llm.js';
 import { LlamaCppTimes, setupLlamaCpp } from './peer-llamacpp.js';
 import { BenchModel, PRESETS, Preset } from './presets.js';
@@ -67,6 +68,9 @@ export interface ModelResult {
     /** Weights read per decoded token + the KV cache at the mid-decode length. */
     decode_bytes_per_token: number;
     bandwidth?: Bandwidth | Skipped;
+    /** The load before the measured ones: it packs the weights and writes the packed cache when the cache lacks them. */
+    vision_pack?: PackTimes | Skipped;
+    llm_pack?: PackTimes | Skipped;
   };
   torch: TorchTimes | Skipped;
   llamacpp: {
@@ -180,7 +184,13 @@ function measure<T>(label: string, cmd: string, args: string[], log: (m: string)
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as T;
 }
 
-const child = <T>(job: Job, log: (m: string) => void) => measure<T>(job.kind, process.execPath, [CHILD, JSON.stringify(job)], log);
+/**
+ * Every measured process, ours and the peers', runs with the malloc settings the CLI gives itself
+ * (src/cli/malloc-tuning.ts).
+ */
+const benchEnv = (extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv => ({ ...(tunedMallocEnv(process.env) ?? process.env), ...extra });
+
+const child = <T>(job: Job, log: (m: string) => void) => measure<T>(job.kind, process.execPath, [CHILD, JSON.stringify(job)], log, benchEnv());
 
 const TORCH_HINT = 'install Debian\'s python3-torch python3-torchvision libopenblas0-pthread (apt-get install python3-torch python3-torchvision libopenblas0-pthread)';
 
@@ -208,7 +218,7 @@ function runTorch(o: BenchOptions, mg: string, inputs: string): TorchTimes | Ski
   const t = String(o.threads);
   const p = measure<{ load: number; encoder: number; boxes: number; rss: number }>('PyTorch vision path', o.python,
     [join(ROOT, 'bench', 'peer_torch.py'), mg, inputs, t, String(PRESETS[o.preset].workload.visionRuns)], o.log,
-    { ...process.env, OMP_NUM_THREADS: t, OPENBLAS_NUM_THREADS: t, MKL_NUM_THREADS: t });
+    benchEnv({ OMP_NUM_THREADS: t, OPENBLAS_NUM_THREADS: t, MKL_NUM_THREADS: t }));
   if (isSkipped(p)) return p;
   return { load_s: p.load, encode_s: p.encoder, objects_s: p.boxes, peak_rss_bytes: p.rss * 2 ** 30, version: ready.version };
 }
@@ -235,21 +245,26 @@ async function benchModel(m: BenchModel, o: BenchOptions): Promise<ModelResult> 
   const bytesPerToken = engineBytes(llmStore, (k) => k !== embedKey) + 4 * kvElems;
   const bw = () => child<Bandwidth>({ kind: 'bandwidth', threads: o.threads, bytes: o.bandwidthBytes ?? 2 ** 29 }, o.log);
 
+  // Our pre-packed weights live in the bench cache, not the user's.
+  const packedCache = join(o.cache, 'packed');
   o.log(`[${m.name}] our vision side`);
   rmSync(files.inputs, { force: true });
-  const vision = child<VisionTimes>({ kind: 'ours-vision', model: files.mg, image: benchImage(ROOT), threads: o.threads, workload: w, inputsFile: files.inputs }, o.log);
+  const visionPack = child<PackTimes>({ kind: 'ours-pack', model: files.mg, threads: o.threads, packedCache }, o.log);
+  const vision = child<VisionTimes>({ kind: 'ours-vision', model: files.mg, image: benchImage(ROOT), threads: o.threads, workload: w, inputsFile: files.inputs, packedCache }, o.log);
   o.log(`[${m.name}] PyTorch vision side`);
   const torch = runTorch(o, files.mg, files.inputs);
 
   o.log(`[${m.name}] our LLM (${ourLlm.format})`);
   let llm: LlmTimes | Skipped;
   let bandwidth: Bandwidth | Skipped | undefined;
+  let llmPack: PackTimes | Skipped | undefined;
   if (ourLlm.skipped) {
     llm = { skipped: ourLlm.skipped };
     o.log(`  skipped: ${ourLlm.skipped}`);
   } else {
+    llmPack = child<PackTimes>({ kind: 'ours-pack', llm: ourLlm.folder, threads: o.threads, packedCache }, o.log);
     bandwidth = bw();
-    llm = child<LlmTimes>({ kind: 'ours-llm', llm: ourLlm.folder, threads: o.threads, workload: w }, o.log);
+    llm = child<LlmTimes>({ kind: 'ours-llm', llm: ourLlm.folder, threads: o.threads, workload: w, packedCache }, o.log);
   }
 
   const llamacpp: ModelResult['llamacpp'] = { flash_off: { skipped: 'peers disabled (--no-peers)' }, flash_on: { skipped: 'peers disabled (--no-peers)' } };
@@ -282,6 +297,7 @@ async function benchModel(m: BenchModel, o: BenchOptions): Promise<ModelResult> 
     ours: {
       llm_format: ourLlm.format, vision, llm, vision_weight_bytes: visionBytes, llm_weight_bytes: llmBytes,
       decode_bytes_per_token: bytesPerToken, ...(bandwidth ? { bandwidth } : {}),
+      vision_pack: visionPack, ...(llmPack ? { llm_pack: llmPack } : {}),
     },
     torch,
     llamacpp,

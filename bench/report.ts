@@ -5,6 +5,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import type { ModelResult, Report, Skipped } from './orchestrate.js';
 import type { LlamaCppTimes } from './peer-llamacpp.js';
 import type { Bandwidth } from './bandwidth.js';
+import type { PackTimes } from './measure-ours.js';
 
 export interface Ratios {
   /** Ours / PyTorch time for the whole vision side: both towers, fusion, projector, object features. */
@@ -107,6 +108,13 @@ export function ratioTable(rep: Report): string {
   return lines.join('\n');
 }
 
+/** The pack load's time when it packed (the cache had no entry), else where the weights came from. */
+function firstLoad(p: PackTimes | Skipped | undefined): string {
+  const x = ok<PackTimes>(p);
+  if (!x) return '-';
+  return x.packed === 'saved' ? f2(x.load_s) : `(cached: ${x.packed})`;
+}
+
 export function detailTable(name: string, r: ModelResult): string {
   const v = ok(r.ours.vision);
   const t = ok(r.torch);
@@ -128,10 +136,12 @@ export function detailTable(name: string, r: ModelResult): string {
     row('measurement', 'mgllava-ts', 'PyTorch', 'llama.cpp FA off', 'llama.cpp FA on'),
     row('---', '---', '---', '---', '---'),
     row('vision load (s)', f2(v?.load_s), f2(t?.load_s), '', ''),
+    row('vision load that packed the weights for this CPU (s; first load only)', firstLoad(r.ours.vision_pack), '', '', ''),
     row('vision encode: towers + fusion + projector (s)', f2(v?.encode_s), f2(t?.encode_s), '', ''),
     row(`object features + bbox_projector, ${v?.boxes ?? '-'} boxes (s)`, f2(v?.objects_s, 3), f2(t?.objects_s), '', ''),
     row('vision peak RSS', gib(v?.peak_rss_bytes), gib(t?.peak_rss_bytes), '', ''),
     row('LLM load (s)', ...L.map((x) => f2(x?.load_s))),
+    row('LLM load that packed the weights for this CPU (s; first load only)', firstLoad(r.ours.llm_pack), '', '', ''),
     row(`prefill of ${l?.prompt_tokens ?? off?.prompt_tokens ?? '-'} tokens (tok/s)`, ...L.map((x) => f2(x?.prefill_tps, 1))),
     row('time to first token, LLM (s)', ...L.map((x) => f2(x?.ttft_s))),
     row('time to first token with the image (vision + LLM, s)', f2(v && l ? v.encode_s + v.objects_s + l.ttft_s : undefined), '', '', ''),

@@ -10,7 +10,7 @@ import { readVisualCache } from '../model/visual-cache.js';
 import { decodeImage } from '../preprocess/decode.js';
 import { readBoxFile } from '../preprocess/box-file.js';
 import { GenerationOptions } from '../generate/generate.js';
-import { Progress } from './progress.js';
+import { Progress, noteOnStderr } from './progress.js';
 import { DetectionResult, detectionsJson, toDetections } from '../detect/owlv2.js';
 import { detectionFlags } from './detect.js';
 
@@ -29,6 +29,8 @@ export interface ChatArgs extends ModelSpec {
   boxLimit: number;
   maxPixels: number;
   threads?: number;
+  /** --packed-cache DIR, or false for --no-packed-cache. */
+  packedCache?: string | false;
   json?: boolean;
   quiet?: boolean;
   /** Detector tags (comma-separated) / the COCO-80 list / score threshold, for images without --boxes. */
@@ -49,7 +51,7 @@ export async function runChat(question: string | undefined, a: ChatArgs): Promis
   const cached = a.visualCache ? readVisualCache(a.visualCache) : undefined;
 
   const t0 = performance.now();
-  const model = await progress.step('loading model', () => MgLlava.load(a, { threads: a.threads, template: a.template, detection }));
+  const model = await progress.step('loading model', () => MgLlava.load(a, { threads: a.threads, template: a.template, detection, packedCache: a.packedCache, onNote: noteOnStderr(a.quiet) }));
   const loadMs = performance.now() - t0;
   try {
     let visual: VisualTokens | undefined = cached;

@@ -10,7 +10,7 @@ import { DetectionResult, Owlv2Detector, checkThreshold, detectionsJson } from '
 import { COCO_80, cocoTags, parseTagList } from '../detect/tags.js';
 import { drawDetections } from '../detect/draw.js';
 import { Owlv2Processing } from '../detect/owlv2-image.js';
-import { Progress } from './progress.js';
+import { Progress, noteOnStderr } from './progress.js';
 
 export interface DetectArgs {
   detector: string;
@@ -24,6 +24,8 @@ export interface DetectArgs {
   processor?: string;
   maxPixels: number;
   threads?: number;
+  /** --packed-cache DIR, or false for --no-packed-cache. */
+  packedCache?: string | false;
   quiet?: boolean;
 }
 
@@ -53,7 +55,7 @@ export async function runDetect(a: DetectArgs): Promise<void> {
   const progress = new Progress(!a.quiet && !a.json);
   const image = await decodeImage(a.image, { maxPixels: a.maxPixels });
   const processing = a.processor as Owlv2Processing | undefined;
-  const detector = await progress.step(`loading detector ${a.detector}`, () => Owlv2Detector.load(a.detector, { threads: a.threads, processing }));
+  const detector = await progress.step(`loading detector ${a.detector}`, () => Owlv2Detector.load(a.detector, { threads: a.threads, processing, packedCache: a.packedCache, onNote: noteOnStderr(a.quiet) }));
   try {
     const r = await progress.step(`detecting ${tags.length} tag${tags.length === 1 ? '' : 's'} in ${a.image} (${image.width}x${image.height})`, () =>
       detector.detect(image, tags, { threshold }));

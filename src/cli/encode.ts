@@ -8,7 +8,7 @@ import { writeVisualCache } from '../model/visual-cache.js';
 import { ModelSpec } from '../model/model-files.js';
 import { decodeImage } from '../preprocess/decode.js';
 import { readBoxFile } from '../preprocess/box-file.js';
-import { Progress } from './progress.js';
+import { Progress, noteOnStderr } from './progress.js';
 import { detectionFlags } from './detect.js';
 import { toDetections } from '../detect/owlv2.js';
 
@@ -19,6 +19,8 @@ export interface EncodeArgs extends ModelSpec {
   boxLimit: number;
   maxPixels: number;
   threads?: number;
+  /** --packed-cache DIR, or false for --no-packed-cache. */
+  packedCache?: string | false;
   quiet?: boolean;
   /** Detector tags / COCO-80 / threshold, used when no --boxes are given and a detector is configured. */
   tags?: string;
@@ -33,7 +35,7 @@ export async function runEncode(a: EncodeArgs): Promise<void> {
   // Inputs first: a bad image or box file fails before the model is loaded.
   const image = await decodeImage(a.image, { maxPixels: a.maxPixels });
   const detections = a.boxes ? await readBoxFile(a.boxes) : undefined;
-  const model = await progress.step('loading model', () => MgLlava.load(a, { threads: a.threads, llm: false, detection }));
+  const model = await progress.step('loading model', () => MgLlava.load(a, { threads: a.threads, llm: false, detection, packedCache: a.packedCache, onNote: noteOnStderr(a.quiet) }));
   try {
     let boxes = detections;
     if (!boxes && model.detectsBoxes) {

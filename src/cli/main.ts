@@ -11,6 +11,7 @@ import { runEncode } from './encode.js';
 import { runChat } from './chat.js';
 import { runQuantize } from './quantize.js';
 import { runDetect } from './detect.js';
+import { rerun, tunedMallocEnv } from './malloc-tuning.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 /** The tiny random-weight model shipped with the package (reference fixtures layout). */
@@ -70,6 +71,13 @@ function modelOptions(cmd: Command): Command {
     .option('--threads <n>', 'onnxruntime intra-op threads (default: one per core)', positiveInt);
 }
 
+/** Where this machine's pre-packed weights go (src/runtime/packed-cache.ts). */
+function packedCacheOptions(cmd: Command): Command {
+  return cmd
+    .option('--packed-cache <dir>', 'folder for weights pre-packed for this CPU: the first load writes them, later loads map them (default: $MGLLAVA_CACHE_DIR/packed or ~/.cache/mgllava/packed)')
+    .option('--no-packed-cache', 'pack the weights in memory at every load instead');
+}
+
 export function buildProgram(): Command {
   const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
   const program = new Command('mgllava')
@@ -79,7 +87,7 @@ export function buildProgram(): Command {
     // Commander's own errors (unknown option, missing argument) in the same one-line form.
     .configureOutput({ outputError: (str, write) => write(`mgllava: ${str.replace(/^error: /, '')}`) });
 
-  detectorOptions(modelOptions(program.command('encode')))
+  detectorOptions(packedCacheOptions(modelOptions(program.command('encode'))))
     .description('encode an image (and its detector boxes) into visual tokens, saved as safetensors')
     .requiredOption('--image <file>', 'image to encode (JPEG, PNG, WebP, ...)')
     .option('--boxes <file>', 'detector boxes JSON {"boxes": [[x0,y0,x1,y1],...], "labels": [...], "scores": [...]} in image pixels')
@@ -88,7 +96,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--max-pixels <n>', 'refuse images with more pixels than this').argParser(positiveInt).default(100_000_000))
     .option('-q, --quiet', 'no progress on stderr')
     .action(async (o) => runEncode({ ...o, model: o.model ?? defaultModel(o) }));
-  detectorOptions(modelOptions(program.command('chat')))
+  detectorOptions(packedCacheOptions(modelOptions(program.command('chat'))))
     .description('ask a question, about an image or not; without a question, an interactive session')
     .argument('[question...]', 'the question (words are joined with spaces); omit for an interactive session')
     .option('--image <file>', 'image to ask about (JPEG, PNG, WebP, ...)')
@@ -110,7 +118,7 @@ export function buildProgram(): Command {
       const question = words.length ? words.join(' ') : undefined;
       await runChat(question, { ...o, model: o.model ?? defaultModel(o) });
     });
-  program.command('detect')
+  packedCacheOptions(program.command('detect'))
     .description('find objects in an image with an OWLv2 detector: boxes, labels and scores, drawn to a PNG on request')
     .requiredOption('--detector <dir>', 'OWLv2 model folder (HF Owlv2ForObjectDetection: config.json, model.safetensors, tokenizer.json)')
     .requiredOption('--image <file>', 'image to search (JPEG, PNG, WebP, ...)')
@@ -158,4 +166,14 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
-await main(process.argv);
+// Run again with glibc's malloc tuned for onnxruntime (src/cli/malloc-tuning.ts), unless done.
+const tuned = tunedMallocEnv(process.env);
+if (tuned) {
+  try {
+    process.exitCode = await rerun(tuned);
+  } catch {
+    await main(process.argv); // could not start the child: go on untuned
+  }
+} else {
+  await main(process.argv);
+}

@@ -91,3 +91,8 @@ export class ProgressBar {
     this.out.write(`${this.tty ? '\r\x1b[2K' : ''}${this.label} ... ${ok ? `done (${this.secs()} s)` : 'failed'}\n`);
   }
 }
+
+/** A one-line note on stderr ("mgllava: note: ..."), or nothing with --quiet. */
+export function noteOnStderr(quiet: boolean | undefined): ((message: string) => void) | undefined {
+  return quiet ? undefined : (message) => process.stderr.write(`mgllava: note: ${message}\n`);
+}

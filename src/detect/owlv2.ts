@@ -12,6 +12,7 @@ import { F32Tensor } from '../core/tensor.js';
 import { RgbImage } from '../preprocess/image.js';
 import { Detections } from '../preprocess/boxes.js';
 import { Session } from '../runtime/session.js';
+import { packedCacheRoot } from '../runtime/packed-cache.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
 import { openWeights } from '../weights/open.js';
 import { Owlv2Config, Owlv2ProcessorConfig, owlv2Config, owlv2ProcessorConfig, patchGrid } from './owlv2-config.js';
@@ -35,6 +36,9 @@ export interface DetectorLoadOptions {
    * were made); see owlv2-image.ts.
    */
   processing?: Owlv2Processing;
+  /** Folder of this machine's pre-packed weights, or false (as VisionOptions.packedCache). */
+  packedCache?: string | false;
+  onNote?: (message: string) => void;
 }
 
 export interface DetectOptions {
@@ -131,10 +135,8 @@ export class Owlv2Detector {
     }
     const padId = padTokenId(dir, tokenizer);
     const store = openWeights(dir);
-    const make = async (name: string, g: ReturnType<typeof buildTextGraph>) => {
-      const { bytes, externalDataFolder } = g.serialize();
-      return Session.create(name, bytes, { externalDataFolder, threads: opts.threads });
-    };
+    const packedCache = packedCacheRoot(opts.packedCache);
+    const make = (name: string, g: ReturnType<typeof buildTextGraph>) => Session.fromGraph(g, { threads: opts.threads, prepack: true, packedCache, onNote: opts.onNote }, name);
     const [text, vision] = await Promise.all([
       make('OWLv2 text tower', buildTextGraph(store, config)),
       make('OWLv2 vision tower', buildVisionGraph(store, config, opts.debugOutputs ?? false)),

@@ -146,9 +146,9 @@ export class Graph {
    * Serialise to an ONNX ModelProto (IR 10, default opset 21, com.microsoft 1).
    * onnxruntime refuses absolute or `..` external-data paths, so external initializers are
    * written relative to the deepest folder that holds all their files, which is returned for
-   * the session to use as its external-data folder.
+   * the session to use as its external-data folder, with the files themselves.
    */
-  serialize(): { bytes: Uint8Array; externalDataFolder?: string } {
+  serialize(): { bytes: Uint8Array; externalDataFolder?: string; externalFiles: string[] } {
     const files = new Set<string>();
     for (const i of this.inits) if (i.data.kind === 'external') files.add(i.data.path);
     const folder = files.size ? commonFolder([...files]) : undefined;
@@ -165,7 +165,7 @@ export class Graph {
     m.message(7, g);
     m.message(8, new ProtoWriter().string(1, '').int(2, 21));
     m.message(8, new ProtoWriter().string(1, MS_DOMAIN).int(2, 1));
-    return { bytes: m.finish(), externalDataFolder: folder };
+    return { bytes: m.finish(), externalDataFolder: folder, externalFiles: [...files].sort() };
   }
 }
 

@@ -92,7 +92,7 @@ export class MgLlava {
     if (!files.llm) throw new InputError('no LLM folder: set "llm" in mgllava_config.json or pass --llm', '--llm');
     const template = getTemplate(opts.template ?? files.promptTemplate);
     const tokenizer = Tokenizer.fromFolder(files.llm);
-    const llm = await CausalLM.load(files.llm, { checkpoint: openWeights(files.checkpoint), threads: opts.threads });
+    const llm = await CausalLM.load(files.llm, { checkpoint: openWeights(files.checkpoint), threads: opts.threads, packedCache: opts.packedCache, onNote: opts.onNote });
     return new MgLlava(files, opts, { llm, tokenizer, template });
   }
 
@@ -111,7 +111,7 @@ export class MgLlava {
   detector(): Promise<Owlv2Detector> {
     const d = this.files.detector;
     if (!d) throw new InputError('no detector is configured (--detector, or "detector" in mgllava_config.json)', '--detector');
-    this.detectorModel ??= Owlv2Detector.load(d.path, { threads: this.opts.threads, processing: d.processing });
+    this.detectorModel ??= Owlv2Detector.load(d.path, { threads: this.opts.threads, processing: d.processing, packedCache: this.opts.packedCache, onNote: this.opts.onNote });
     return this.detectorModel;
   }
 

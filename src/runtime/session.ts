@@ -1,7 +1,10 @@
 // The only module that imports onnxruntime: sessions, threads and tensor conversion.
 
 import ort from 'onnxruntime-node';
+import { join } from 'node:path';
 import { F32Tensor } from '../core/tensor.js';
+import { Graph } from '../graph/graph.js';
+import { PACKED_DATA, PACKED_MODEL, beginEntry, commitEntry, discardEntry, entryComplete, packedCacheEntry } from './packed-cache.js';
 
 export interface SessionOptions {
   /** Folder that external initializer locations are relative to. */
@@ -24,17 +27,42 @@ export interface SessionOptions {
   /** Execution providers in order of preference (default: cpu). */
   providers?: string[];
   /**
+   * With `prepack`: a folder for onnxruntime's pre-packed weights (src/runtime/packed-cache.ts).
+   * The first load packs and saves them there; later loads on this machine map them from the
+   * file. A cache that cannot be written or read is skipped (the session loads as without it).
+   */
+  packedCache?: string;
+  /** The files the graph's external initializers live in (part of the packed cache's key). */
+  externalFiles?: readonly string[];
+  /** Told why the packed cache was not used, when it was asked for (also kept as `packedNote`). */
+  onNote?: (message: string) => void;
+  /**
    * Write onnxruntime's per-node timing profile (a JSON trace) to files starting with this
    * prefix; the file is complete after {@link Session.endProfiling} or release.
    */
   profilePrefix?: string;
 }
 
+/** How a session got its pre-packed weights: from the cache, packed and saved to it, or packed in memory only. */
+export type PackedState = 'mapped' | 'saved' | 'none';
+
 export type Feed = F32Tensor | { readonly dims: readonly number[]; readonly data: BigInt64Array | Int32Array };
 
 /** A compiled graph ready to run; inputs and outputs by name. */
 export class Session {
-  private constructor(private readonly inner: ort.InferenceSession, readonly name: string) {}
+  private constructor(
+    private readonly inner: ort.InferenceSession,
+    readonly name: string,
+    readonly packed: PackedState = 'none',
+    /** Why the packed cache was not used, when it was asked for and could not be. */
+    readonly packedNote?: string,
+  ) {}
+
+  /** A session for a built graph (its external weight files found by serialize()). */
+  static fromGraph(g: Graph, opts: Omit<SessionOptions, 'externalDataFolder' | 'externalFiles'> = {}, name = g.name): Promise<Session> {
+    const { bytes, externalDataFolder, externalFiles } = g.serialize();
+    return Session.create(name, bytes, { ...opts, externalDataFolder, externalFiles });
+  }
 
   static async create(name: string, model: Uint8Array, opts: SessionOptions = {}): Promise<Session> {
     const so: ort.InferenceSession.SessionOptions = {
@@ -48,14 +76,66 @@ export class Session {
       so.enableProfiling = true;
       so.profileFilePrefix = opts.profilePrefix;
     }
+    // The binding flattens `extra` into config keys: { session: { k: v } } sets `session.k`.
     const session: Record<string, string> = {};
     if (opts.externalDataFolder) session.model_external_initializers_file_folder_path = opts.externalDataFolder;
-    if (!(opts.prepack ?? false)) session['session.disable_prepacking'] = '1';
+    if (!(opts.prepack ?? false)) session.disable_prepacking = '1';
     so.extra = { session };
+    const create = async (model: Uint8Array | string, o: ort.InferenceSession.SessionOptions) => {
+      try {
+        return await ort.InferenceSession.create(model as Uint8Array, o);
+      } catch (e) {
+        throw new Error(`onnxruntime could not load the ${name} graph: ${(e as Error).message}`);
+      }
+    };
+    // Graphs without weight files (small constants only) have nothing worth caching.
+    if (!opts.packedCache || !opts.prepack || !opts.externalFiles?.length) return new Session(await create(model, so), name);
+
+    // The packed cache: map a saved entry, else pack now and save one.
+    let note: string | undefined;
+    const entry = packedCacheEntry(opts.packedCache, name, model, opts.externalFiles ?? [], ort.env.versions.node ?? ort.env.versions.common);
+    if (entryComplete(entry)) {
+      try {
+        // The saved graph is already optimised for this machine (onnxruntime's offline mode) and
+        // its external data lies beside it.
+        return new Session(await create(entry.model, { ...so, graphOptimizationLevel: 'disabled', extra: { session: {} } }), name, 'mapped');
+      } catch (e) {
+        note = `the packed cache entry ${entry.dir} did not load (${(e as Error).message}); packing again`;
+        discardEntry(entry.dir);
+      }
+    }
+    const tmp = beginEntry(entry);
+    const noted = (state: PackedState, inner: ort.InferenceSession, message?: string) => {
+      if (message) opts.onNote?.(message);
+      return new Session(inner, name, state, message);
+    };
+    if (tmp instanceof Error) return noted('none', await create(model, so), tmp.message);
     try {
-      return new Session(await ort.InferenceSession.create(model, so), name);
+      const saving: ort.InferenceSession.SessionOptions = {
+        ...so,
+        optimizedModelFilePath: join(tmp, PACKED_MODEL),
+        extra: {
+          session: {
+            ...session,
+            save_external_prepacked_constant_initializers: '1',
+            optimized_model_external_initializers_file_name: PACKED_DATA,
+            optimized_model_external_initializers_min_size_in_bytes: '1024',
+          },
+        },
+      };
+      const inner = await create(model, saving);
+      try {
+        commitEntry(entry, tmp);
+      } catch (e) {
+        discardEntry(tmp);
+        return noted('none', inner, `cannot keep the packed cache entry ${entry.dir} (${(e as Error).message})`);
+      }
+      return noted('saved', inner, note);
     } catch (e) {
-      throw new Error(`onnxruntime could not load the ${name} graph: ${(e as Error).message}`);
+      discardEntry(tmp);
+      // A graph onnxruntime refuses fails the same way without the cache; anything else (a full
+      // disk while saving) leaves the cache out.
+      return noted('none', await create(model, so), `packing into ${entry.dir} failed (${(e as Error).message})`);
     }
   }
 

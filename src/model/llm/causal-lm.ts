@@ -13,7 +13,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { InputError } from '../../core/errors.js';
 import { F32Tensor, numel } from '../../core/tensor.js';
-import { Feed, Session } from '../../runtime/session.js';
+import { Feed, PackedState, Session } from '../../runtime/session.js';
+import { packedCacheRoot } from '../../runtime/packed-cache.js';
 import { openWeights } from '../../weights/open.js';
 import { WeightStore } from '../../weights/types.js';
 import { Graph } from '../../graph/graph.js';
@@ -43,6 +44,14 @@ export interface CausalLMOptions {
   accuracyLevel?: 0 | 1 | 2 | 3 | 4;
   /** Profile the decoder's nodes into files with this prefix (bench/profile-llm.ts). */
   profilePrefix?: string;
+  /**
+   * Folder of this machine's pre-packed quantized weights (src/runtime/packed-cache.ts; default
+   * `~/.cache/mgllava/packed`, or `$MGLLAVA_CACHE_DIR/packed`); false packs them in memory at
+   * every load. Float weights are not pre-packed and ignore it.
+   */
+  packedCache?: string | false;
+  /** Told when the packed cache was asked for and not used. */
+  onNote?: (message: string) => void;
 }
 
 export interface ForwardOptions {
@@ -148,6 +157,19 @@ export class CausalLM {
     readonly quantization?: QuantizationInfo,
   ) {}
 
+  /**
+   * Where the decoder's pre-packed weights came from: 'mapped' from the packed cache, 'saved'
+   * (packed now and written to it), 'none' (packed in memory, or float weights).
+   */
+  get packed(): PackedState {
+    return this.decoderSession.packed;
+  }
+
+  /** Why the packed cache was asked for and not used (a folder that cannot be written...). */
+  get packedNote(): string | undefined {
+    return this.decoderSession.packedNote;
+  }
+
   /** The model folder holds config.json and the weights (safetensors, sharded or torch). */
   static async load(folder: string, opts: CausalLMOptions = {}): Promise<CausalLM> {
     const { config, quantization } = readLlmFolderConfig(folder);
@@ -171,10 +193,9 @@ export class CausalLM {
     // run. Float weights keep pre-packing off (src/runtime/session.ts). No memory pattern for
     // either session (the decoder's reason is in SessionOptions.memPattern; the embedding
     // session is too small to care).
-    const session = (g: Graph, prepack = false, profilePrefix?: string) => {
-      const { bytes, externalDataFolder } = g.serialize();
-      return Session.create(g.name, bytes, { externalDataFolder, threads, prepack, profilePrefix, memPattern: false });
-    };
+    const packedCache = packedCacheRoot(opts.packedCache);
+    const session = (g: Graph, prepack = false, profilePrefix?: string) =>
+      Session.fromGraph(g, { threads, prepack, profilePrefix, memPattern: false, packedCache, onNote: opts.onNote });
     const dopts: DecoderOptions = {
       attention: opts.attention,
       cache: opts.kvCache,
