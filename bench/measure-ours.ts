@@ -78,6 +78,8 @@ export interface LlmTimes {
   peak_rss_bytes: number;
   /** Ours: how the decoder got its pre-packed weights ('mapped' from the packed cache). */
   packed?: string;
+  /** Ours: page faults that read from disk (mapped weights the kernel had dropped). */
+  major_faults?: { prefill: number; decode: number };
 }
 
 /**
@@ -102,23 +104,27 @@ export async function measureOursLlm(llmDir: string, threads: number, w: Workloa
   embeds.set(visual, before.data.length);
   embeds.set(after.data, before.data.length + visual.length);
   const cache = lm.newCache(S + w.decodeTokens);
+  const faults0 = process.resourceUsage().majorPageFault;
   const t1 = performance.now();
   let logits = await lm.forward({ dims: [S, H], data: embeds }, cache);
   const prefill = seconds(t1);
   let next = argmax(logits.data);
   const ttft = seconds(t0);
 
+  const faults1 = process.resourceUsage().majorPageFault;
   t0 = performance.now();
   for (let i = 0; i < w.decodeTokens; i++) {
     logits = await lm.forward(await lm.embed([next]), cache);
     next = argmax(logits.data);
   }
   const decode = seconds(t0);
+  const faults2 = process.resourceUsage().majorPageFault;
   const packed = lm.packed;
   await lm.release();
   return {
     load_s: load, prompt_tokens: S, prefill_s: prefill, prefill_tps: S / prefill, ttft_s: ttft,
     decode_tokens: w.decodeTokens, decode_s: decode, decode_tps: w.decodeTokens / decode, peak_rss_bytes: peakRssBytes(), packed,
+    major_faults: { prefill: faults1 - faults0, decode: faults2 - faults1 },
   };
 }
 
