@@ -72,7 +72,9 @@ if (!folder) {
 const S = Number(values.prompt);
 const D = Number(values.decode);
 const dir = mkdtempSync(join(tmpdir(), 'mgllava-profile-'));
-const lm = await CausalLM.load(folder, { threads: Number(values.threads), profilePrefix: join(dir, 'decoder') });
+// Packed in memory, not mapped from the packed cache: a session loaded from a cache entry wrote
+// only its first run into the profile (measured 2026-11-28; onnxruntime-node 1.30.0).
+const lm = await CausalLM.load(folder, { threads: Number(values.threads), profilePrefix: join(dir, 'decoder'), packedCache: false });
 const r = lcg(7);
 const ids = Array.from({ length: S }, () => 3 + Math.floor(r() * (lm.config.vocabSize - 3)));
 // --warm: one prefill before the measured one, so that onnxruntime's memory is already touched
