@@ -1,5 +1,5 @@
 // `npm run bench [-- --preset full|small] [--json] [--threads N] [--models a,b] [--cache DIR]
-//                 [--llm-format q4|float] [--no-peers] [--no-docs]`
+//                 [--llm-format q4|q4-zp|float] [--no-peers] [--no-docs]`
 //
 // MG-LLaVA at real sizes (random weights, written once into a cache folder outside the
 // repository) against the stacks one would use instead, on the same machine, shapes and thread
@@ -11,7 +11,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, defaultCache, runBench } from './orchestrate.js';
 import { PRESETS, Preset } from './presets.js';
-import { LlmFormat } from './our-llm.js';
+import { LLM_FORMATS, LlmFormat } from './our-llm.js';
 import { detailTable, ratioTable, writeDocs } from './report.js';
 
 function parseArgs(argv: string[]) {
@@ -45,8 +45,8 @@ function parseArgs(argv: string[]) {
       case '--python': o.python = value(); break;
       case '--llm-format': {
         const f = value();
-        if (f !== 'q4' && f !== 'float') throw new Error(`--llm-format must be q4 or float, got ${f}`);
-        o.llmFormat = f;
+        if (!(LLM_FORMATS as readonly string[]).includes(f)) throw new Error(`--llm-format must be one of ${LLM_FORMATS.join(', ')}, got ${f}`);
+        o.llmFormat = f as LlmFormat;
         break;
       }
       default: throw new Error(`unknown option ${a}`);
