@@ -64,11 +64,19 @@ async function main(): Promise<void> {
     process.stderr.write(`bench: ${(e as Error).message}\n`);
     process.exit(2);
   }
-  const report = await runBench({
-    preset: o.preset, threads: o.threads, cache: o.cache, peers: o.peers, models: o.models, python: o.python, llmFormat: o.llmFormat,
-    command: `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim(),
-    log: (m) => process.stderr.write(`${m}\n`),
-  });
+  let report: Awaited<ReturnType<typeof runBench>>;
+  try {
+    report = await runBench({
+      preset: o.preset, threads: o.threads, cache: o.cache, peers: o.peers, models: o.models, python: o.python, llmFormat: o.llmFormat,
+      command: `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim(),
+      log: (m) => process.stderr.write(`${m}\n`),
+    });
+  } catch (e) {
+    // Making the models can fail on the machine (a full disk while quantizing): one line.
+    process.stderr.write(`bench: ${(e as Error).message}\n`);
+    if (process.env.MGLLAVA_DEBUG) process.stderr.write(`${(e as Error).stack}\n`);
+    process.exit(1);
+  }
   if (o.json) {
     process.stdout.write(`${JSON.stringify(report, null, 1)}\n`);
   } else {
