@@ -12,9 +12,10 @@ export interface SessionOptions {
   /** Intra-op threads (default: onnxruntime's choice, one per core). */
   threads?: number;
   /**
-   * Let kernels pre-pack constant weights at load (default false). Measured on the CLIP-L and
-   * ConvNeXt-L graphs (docs/BENCHMARKS.md): pre-packing took seconds and a copy of every weight
-   * for no run-time gain.
+   * Let kernels pre-pack constant weights at load (default false): a copy of the weights in the
+   * layout the kernels read. Worth it for the big graphs (7B vision side: encode 5.7 s instead of
+   * 7.4 s; MatMulNBits unpacks its weights on every run without it), costly at load unless
+   * `packedCache` keeps the packed copy (docs/BENCHMARKS.md, "Pre-packed weights cache").
    */
   prepack?: boolean;
   /**
