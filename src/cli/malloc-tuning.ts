@@ -2,10 +2,10 @@
 // reads them once, at process start, so Node cannot change them for itself).
 //
 // Why: loading pre-packed weights from the packed cache, onnxruntime reads each weight into a
-// zero-filled scratch buffer, packs it to check the saved copy, and frees both (3.3 GB of
-// 4-bit weights in all for a 7B model). Each of these is above glibc's mmap threshold, so each is fresh memory from the
-// kernel, faulted in page by page: on the development VM (page faults at ~200 MB/s) that was
-// 16-20 s of a 7B load. With a 64 MiB threshold and freed memory kept up to 256 MiB, the same
+// zero-filled scratch buffer, packs it to check the saved copy, and frees both (3.3 GB of 4-bit
+// weights in all for a 7B model). Each buffer is above glibc's mmap threshold, so each is fresh
+// memory from the kernel, faulted in page by page: on the development VM (page faults at
+// ~200 MB/s) that was 16-20 s of a 7B load. With a 64 MiB threshold and freed memory kept up to 256 MiB, the same
 // pages are reused: the load took 5.5 s (docs/BENCHMARKS.md). Library users can set the same
 // variable before starting Node.
 

@@ -14,8 +14,8 @@
 // saved graph on the source graph and its weight files, so an entry's key hashes all of them:
 // a changed file or another machine gets a new entry, never a wrong one. An entry is a folder
 // `<name>-<source>-<key>/` holding model.onnx, model.data and entry.json (their sizes), written
-// into a temporary folder and renamed when complete; writing one removes the older entries of the same graph and
-// weight files (re-quantizing a folder does not pile up copies).
+// into a temporary folder and renamed when complete; writing one removes the older entries of
+// the same graph and weight files (re-quantizing a folder does not pile up copies).
 
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -41,8 +41,14 @@ export function packedCacheRoot(option: string | false | undefined): string | un
   return option === false ? undefined : option ?? defaultPackedCacheRoot();
 }
 
-/** What identifies this CPU's instruction sets: the model name and feature flags. */
+/** What identifies this CPU's instruction sets: the model name and feature flags (read once). */
+let cpuId: string | undefined;
 function cpuIdentity(): string {
+  cpuId ??= readCpuIdentity();
+  return cpuId;
+}
+
+function readCpuIdentity(): string {
   try {
     const info = readFileSync('/proc/cpuinfo', 'utf8');
     const first = info.split(/\n\s*\n/)[0] ?? '';

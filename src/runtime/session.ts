@@ -94,7 +94,7 @@ export class Session {
 
     // The packed cache: map a saved entry, else pack now and save one.
     let note: string | undefined;
-    const entry = packedCacheEntry(opts.packedCache, name, model, opts.externalFiles ?? [], ort.env.versions.node ?? ort.env.versions.common);
+    const entry = packedCacheEntry(opts.packedCache, name, model, opts.externalFiles, ort.env.versions.node ?? ort.env.versions.common);
     if (entryComplete(entry)) {
       try {
         // The saved graph is already optimised for this machine (onnxruntime's offline mode) and
@@ -106,9 +106,11 @@ export class Session {
       }
     }
     const tmp = beginEntry(entry);
+    // A note on an entry that did not load goes along with whatever happens next.
     const noted = (state: PackedState, inner: ort.InferenceSession, message?: string) => {
-      if (message) opts.onNote?.(message);
-      return new Session(inner, name, state, message);
+      const all = [note, message].filter((m) => m !== undefined).join('; ') || undefined;
+      if (all) opts.onNote?.(all);
+      return new Session(inner, name, state, all);
     };
     if (tmp instanceof Error) return noted('none', await create(model, so), tmp.message);
     try {
@@ -131,7 +133,7 @@ export class Session {
         discardEntry(tmp);
         return noted('none', inner, `cannot keep the packed cache entry ${entry.dir} (${(e as Error).message})`);
       }
-      return noted('saved', inner, note);
+      return noted('saved', inner);
     } catch (e) {
       discardEntry(tmp);
       // A graph onnxruntime refuses fails the same way without the cache; anything else (a full
