@@ -6,12 +6,16 @@
 // weights in all for a 7B model). Each buffer is above glibc's mmap threshold, so each is fresh
 // memory from the kernel, faulted in page by page: on the development VM (page faults at
 // ~200 MB/s) that was 16-20 s of a 7B load. With a 64 MiB threshold and freed memory kept up to 256 MiB, the same
-// pages are reused: the load took 5.5 s (docs/BENCHMARKS.md). Library users can set the same
-// variable before starting Node.
+// pages are reused: the load took 5.5 s (docs/BENCHMARKS.md). `hugetlb=1` (glibc 2.35+; older
+// ones ignore it) has malloc ask for transparent huge pages on what it maps (madvise), one fault
+// per 2 MiB instead of per 4 KiB: first writes into fresh memory went from ~300 MiB/s to ~12
+// GiB/s on the same VM once the huge pages had been used, which is what a prefill's new
+// activations, KV rows and output copies are. Library users can set the same variable before
+// starting Node.
 
 import { spawn } from 'node:child_process';
 
-export const MALLOC_TUNABLES = 'glibc.malloc.mmap_threshold=67108864:glibc.malloc.trim_threshold=268435456';
+export const MALLOC_TUNABLES = 'glibc.malloc.mmap_threshold=67108864:glibc.malloc.trim_threshold=268435456:glibc.malloc.hugetlb=1';
 /** Set in the re-run process (so it does not re-run again); set it yourself to opt out. */
 export const TUNED_MARK = 'MGLLAVA_MALLOC_TUNED';
 
