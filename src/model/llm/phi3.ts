@@ -5,17 +5,15 @@
 import { LayerLayout } from './layout.js';
 
 export const phi3Layout: LayerLayout = {
-  qkv(g, p, c, x, name) {
+  qkv(_g, p, c, x, name) {
     const qn = c.heads * c.headDim;
     const kn = c.kvHeads * c.headDim;
-    const y = p.linear(x, 'qkv_proj', qn + 2 * kn, c.hiddenSize, false, `${name}.qkv_proj`);
-    const [q, k, v] = g.op('Split', [y, g.constI64([qn, kn, kn])], { axis: -1 }, { outputs: 3, name: `${name}.qkv` });
+    const [q, k, v] = p.linearParts(x, 'qkv_proj', [qn, kn, kn], c.hiddenSize, `${name}.qkv`);
     return { q: q!, k: k!, v: v! };
   },
-  gateUp(g, p, c, x, name) {
+  gateUp(_g, p, c, x, name) {
     const n = c.intermediateSize;
-    const y = p.linear(x, 'gate_up_proj', 2 * n, c.hiddenSize, false, `${name}.gate_up_proj`);
-    const [gate, up] = g.op('Split', [y, g.constI64([n, n])], { axis: -1 }, { outputs: 2, name: `${name}.gate_up` });
+    const [gate, up] = p.linearParts(x, 'gate_up_proj', [n, n], c.hiddenSize, `${name}.gate_up`);
     return { gate: gate!, up: up! };
   },
   outBias() {
