@@ -28,6 +28,12 @@ export interface Workload {
   decodeTokens: number;
   /** Timed repetitions of the vision encode (median reported). */
   visionRuns: number;
+  /**
+   * Rounds of the LLM measurements: each round runs ours, then llama.cpp with flash attention
+   * off and on, each in a fresh process; every side reports the best of its rounds per measure
+   * (decode on this VM moves by a third between runs, for both sides alike).
+   */
+  llmRounds: number;
 }
 
 export interface Preset {
@@ -36,7 +42,7 @@ export interface Preset {
   workload: Workload;
 }
 
-const WORKLOAD: Workload = { boxes: 100, promptTokens: 666, promptBoxes: 60, decodeTokens: 128, visionRuns: 3 };
+const WORKLOAD: Workload = { boxes: 100, promptTokens: 666, promptBoxes: 60, decodeTokens: 128, visionRuns: 3, llmRounds: 2 };
 
 const VICUNA_7B: LlmShape = {
   arch: 'llama', hidden: 4096, layers: 32, heads: 32, kvHeads: 32, intermediate: 11008, vocab: 32000, maxPositions: 4096,
@@ -62,7 +68,7 @@ export const PRESETS: Record<Preset['name'], Preset> = {
   },
   small: {
     name: 'small',
-    workload: { ...WORKLOAD, visionRuns: 2 },
+    workload: { ...WORKLOAD, visionRuns: 2, llmRounds: 1 },
     models: [
       {
         name: 'small-llama', title: 'small: CLIP 256x4 + ConvNeXt 64-512 + LLaMA 512x4',
@@ -79,7 +85,7 @@ export const PRESETS: Record<Preset['name'], Preset> = {
   // The tiny fixture's own folders are used as they are (orchestrate.ts); these are their shapes.
   tiny: {
     name: 'tiny',
-    workload: { ...WORKLOAD, boxes: 8, decodeTokens: 8, visionRuns: 1 },
+    workload: { ...WORKLOAD, boxes: 8, decodeTokens: 8, visionRuns: 1, llmRounds: 2 },
     models: [
       {
         name: 'tiny', title: 'tiny fixture (fixtures/tiny/mgllava)',

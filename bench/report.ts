@@ -5,7 +5,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import type { ModelResult, Report, Skipped } from './orchestrate.js';
 import type { LlamaCppTimes } from './peer-llamacpp.js';
 import type { Bandwidth } from './bandwidth.js';
-import type { PackTimes } from './measure-ours.js';
+import type { LlmTimes, PackTimes } from './measure-ours.js';
 
 export interface Ratios {
   /** Ours / PyTorch time for the whole vision side: both towers, fusion, projector, object features. */
@@ -49,17 +49,28 @@ const ok = <T>(x: T | Skipped | undefined): T | undefined =>
 const div = (a: number | undefined, b: number | undefined): number | null =>
   a === undefined || b === undefined || !(b > 0) ? null : a / b;
 
+/**
+ * Per measure, the best of several runs of one LLM side: least time (`*_s`), most tokens/s
+ * (`*_tps`), and the highest peak RSS (the cautious side); other fields from the first run.
+ * Failed runs are left out; all failed gives the first failure.
+ */
+export function bestOf<T extends LlmTimes>(runs: readonly (T | Skipped)[]): T | Skipped {
+  const good = runs.filter((r): r is T => ok<T>(r) !== undefined);
+  if (good.length === 0) return runs[0] ?? { skipped: 'not run' };
+  const out = { ...good[0]! } as unknown as Record<string, unknown>;
+  for (const [k, v] of Object.entries(good[0]!)) {
+    if (typeof v !== 'number') continue;
+    const all = good.map((r) => (r as unknown as Record<string, number>)[k]!);
+    if (k.endsWith('_tps') || k === 'peak_rss_bytes') out[k] = Math.max(...all);
+    else if (k.endsWith('_s')) out[k] = Math.min(...all);
+  }
+  return out as T;
+}
+
 /** llama.cpp's better of flash attention off/on for each measure. */
 function bestLlama(r: Omit<ModelResult, 'ratios'>) {
-  const runs = [ok<LlamaCppTimes>(r.llamacpp.flash_off), ok<LlamaCppTimes>(r.llamacpp.flash_on)].filter((x): x is LlamaCppTimes => !!x);
-  if (runs.length === 0) return undefined;
-  const best = (f: (x: LlamaCppTimes) => number, higher: boolean) => runs.map(f).reduce((a, b) => (higher ? Math.max(a, b) : Math.min(a, b)));
-  return {
-    decode_tps: best((x) => x.decode_tps, true),
-    prefill_tps: best((x) => x.prefill_tps, true),
-    ttft_s: best((x) => x.ttft_s, false),
-    load_s: best((x) => x.load_s, false),
-  };
+  const best = ok<LlamaCppTimes>(bestOf([r.llamacpp.flash_off, r.llamacpp.flash_on]));
+  return best && { decode_tps: best.decode_tps, prefill_tps: best.prefill_tps, ttft_s: best.ttft_s, load_s: best.load_s };
 }
 
 export function ratios(r: Omit<ModelResult, 'ratios'>): Ratios {
@@ -168,7 +179,7 @@ export function markdown(rep: Report): string {
     '',
     `Command: \`${rep.command}\`. Machine: ${m.cpu}, ${m.cores} cores, ${(m.memory_bytes / 2 ** 30).toFixed(0)} GiB, Node ${m.node}. ` +
       `Load average ${rep.load_average_start.map((x) => x.toFixed(2)).join(' ')} at the start, ${rep.load_average_end.map((x) => x.toFixed(2)).join(' ')} at the end. ` +
-      `Workload: ${rep.workload.boxes} boxes, a ${rep.workload.promptTokens}-token prompt (576 image + ${rep.workload.promptBoxes} box + text tokens), ${rep.workload.decodeTokens} decoded tokens.`,
+      `Workload: ${rep.workload.boxes} boxes, a ${rep.workload.promptTokens}-token prompt (576 image + ${rep.workload.promptBoxes} box + text tokens), ${rep.workload.decodeTokens} decoded tokens.${rep.workload.llmRounds > 1 ? ` LLM numbers: the best of ${rep.workload.llmRounds} interleaved rounds per side and measure (peak RSS: the highest).` : ''}`,
     '',
     ratioTable(rep),
     '',

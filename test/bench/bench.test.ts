@@ -15,7 +15,8 @@ import { f16ToF32 } from '../../src/core/tensor.js';
 import { GGML_TYPE, dequantizeQ4_0, fromHalf, quantizeQ4_0, readGgufHeader, toHalf } from '../../bench/gguf.js';
 import { writeGgufFromHf, writeRandomLlm } from '../../bench/llm-files.js';
 import { runBench } from '../../bench/orchestrate.js';
-import { ratios, writeDocs } from '../../bench/report.js';
+import { bestOf, ratios, writeDocs } from '../../bench/report.js';
+import type { LlmTimes } from '../../bench/measure-ours.js';
 import { benchBoxes, lcg, promptIds, promptLayout } from '../../bench/workload.js';
 import { PRESETS } from '../../bench/presets.js';
 
@@ -168,7 +169,19 @@ test('a tiny-preset run without peers reports every ratio, nulls for the peers, 
   assert.ok(typeof m.ratios.decode_vs_ceiling === 'number' && m.ratios.decode_vs_ceiling > 0);
   assert.ok(typeof m.ratios.peak_rss_vs_weights === 'number' && m.ratios.peak_rss_vs_weights > 0);
   assert.equal(m.ours.llm.decode_tokens, PRESETS.tiny.workload.decodeTokens);
+  // Two rounds: both runs kept, and the reported one is their best per measure.
+  const runs = m.ours.llm_runs!.filter((r): r is LlmTimes => !('skipped' in r));
+  assert.equal(runs.length, PRESETS.tiny.workload.llmRounds);
+  assert.equal(m.ours.llm.decode_tps, Math.max(...runs.map((r) => r.decode_tps)));
+  assert.equal(m.ours.llm.prefill_s, Math.min(...runs.map((r) => r.prefill_s)));
+  assert.equal(m.ours.llm.peak_rss_bytes, Math.max(...runs.map((r) => r.peak_rss_bytes)));
   assert.ok(JSON.parse(JSON.stringify(rep)).models.tiny.ratios.decode_vs_llamacpp === null);
+
+  // bestOf: per measure across runs; failed runs left out; all failed gives the first failure.
+  const run = (decode_tps: number, load_s: number) => ({ ...runs[0]!, decode_tps, load_s });
+  const b = bestOf([run(5, 9), { skipped: 'crashed' }, run(7, 11)]) as LlmTimes;
+  assert.deepEqual([b.decode_tps, b.load_s], [7, 9]);
+  assert.deepEqual(bestOf([{ skipped: 'a' }, { skipped: 'b' }]), { skipped: 'a' });
 
   // A peer skipped in one model is null there, whatever the other measurements say.
   const { ratios: _, ...rest } = m;
