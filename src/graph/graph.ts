@@ -16,7 +16,9 @@ export type AttrValue =
   | string
   | readonly number[]
   | { readonly floats: readonly number[] }
-  | { readonly float: number };
+  | { readonly float: number }
+  /** A subgraph (If's branches), made with Graph.branch(). */
+  | { readonly graph: Graph };
 
 /** Bytes held in memory, stored inline in the model. */
 export interface InlineData {
@@ -72,21 +74,35 @@ export class Graph {
   private readonly inits: Initializer[] = [];
   private readonly inputs: IO[] = [];
   private readonly outputs: IO[] = [];
-  private readonly used = new Set<string>();
-  private counter = 0;
+  /** Value names in use, shared by a graph and its branches (ONNX subgraphs may not shadow). */
+  private readonly names: { used: Set<string>; counter: number };
 
-  constructor(readonly name: string) {}
+  constructor(readonly name: string, private readonly parent?: Graph) {
+    this.names = parent ? parent.names : { used: new Set<string>(), counter: 0 };
+  }
+
+  /**
+   * A subgraph for a control-flow node's attribute (`{ graph: branch }`, e.g. If's
+   * then_branch / else_branch): its nodes may read this graph's values directly (onnxruntime
+   * passes them in as outer-scope values); it declares what it gives back with `output`. Its
+   * constants and weights are kept in the main graph.
+   */
+  branch(name: string): Graph {
+    return new Graph(name, this);
+  }
 
   private fresh(hint: string): string {
+    const { used } = this.names;
     let n = hint;
-    while (this.used.has(n)) n = `${hint}_${++this.counter}`;
-    this.used.add(n);
+    while (used.has(n)) n = `${hint}_${++this.names.counter}`;
+    used.add(n);
     return n;
   }
 
   input(name: string, dtype: DType, dims: readonly Dim[]): Value {
-    if (this.used.has(name)) throw new Error(`graph ${this.name}: duplicate value name ${name}`);
-    this.used.add(name);
+    if (this.parent) throw new Error(`graph ${this.name}: a branch takes no inputs (it reads the outer graph's values)`);
+    if (this.names.used.has(name)) throw new Error(`graph ${this.name}: duplicate value name ${name}`);
+    this.names.used.add(name);
     this.inputs.push({ name, dtype, dims });
     return { name };
   }
@@ -99,6 +115,9 @@ export class Graph {
   }
 
   initializer(name: string, dtype: DType, dims: readonly number[], data: InlineData | ExternalData): Value {
+    // A branch's constants live in the main graph: onnxruntime (1.30) saves an optimised model
+    // whose branches hold initializers with names it then refuses as not unique at load.
+    if (this.parent) return this.parent.initializer(name, dtype, dims, data);
     const expected = numel(dims) * DTYPE_BYTES[dtype];
     const length = data.kind === 'inline' ? data.bytes.length : data.length;
     if (length !== expected) {
@@ -152,20 +171,30 @@ export class Graph {
     const files = new Set<string>();
     for (const i of this.inits) if (i.data.kind === 'external') files.add(i.data.path);
     const folder = files.size ? commonFolder([...files]) : undefined;
-    const g = new ProtoWriter();
-    for (const n of this.nodes) g.message(1, encodeNode(n));
-    g.string(2, this.name);
-    for (const i of this.inits) g.message(5, encodeInitializer(i, folder ?? ''));
-    for (const i of this.inputs) g.message(11, encodeValueInfo(i));
-    for (const o of this.outputs) g.message(12, encodeValueInfo(o));
-
     const m = new ProtoWriter();
     m.int(1, 10); // ir_version
     m.string(2, 'mgllava-ts');
-    m.message(7, g);
+    m.message(7, this.encode(folder ?? ''));
     m.message(8, new ProtoWriter().string(1, '').int(2, 21));
     m.message(8, new ProtoWriter().string(1, MS_DOMAIN).int(2, 1));
     return { bytes: m.finish(), externalDataFolder: folder, externalFiles: [...files].sort() };
+  }
+
+  /** This graph as a GraphProto (external initializers relative to `folder`). */
+  private encode(folder: string): ProtoWriter {
+    const g = new ProtoWriter();
+    for (const n of this.nodes) g.message(1, encodeNode(n));
+    g.string(2, this.name);
+    for (const i of this.inits) g.message(5, encodeInitializer(i, folder));
+    for (const i of this.inputs) g.message(11, encodeValueInfo(i));
+    for (const o of this.outputs) g.message(12, encodeValueInfo(o));
+    return g;
+  }
+
+  /** A branch as the GraphProto of an attribute. */
+  static encodeBranch(b: Graph): ProtoWriter {
+    if (!b.parent) throw new Error(`graph ${b.name} is not a branch (make it with Graph.branch)`);
+    return b.encode('');
   }
 }
 
@@ -211,6 +240,7 @@ function encodeNode(n: Node): ProtoWriter {
 const ATTR_FLOAT = 1;
 const ATTR_INT = 2;
 const ATTR_STRING = 3;
+const ATTR_GRAPH = 5;
 const ATTR_FLOATS = 6;
 const ATTR_INTS = 7;
 
@@ -229,6 +259,8 @@ function encodeAttr(name: string, v: AttrValue): ProtoWriter {
     w.int(20, ATTR_FLOATS);
   } else if ('float' in v) {
     w.float(2, v.float).int(20, ATTR_FLOAT);
+  } else if ('graph' in v) {
+    w.message(6, Graph.encodeBranch(v.graph)).int(20, ATTR_GRAPH);
   }
   return w;
 }

@@ -11,12 +11,14 @@
 //   reads where it lies (an input tensor wraps the caller's memory; `past_length` = P says how
 //   many rows are real). The graph outputs only the S new (rotated) key and value rows,
 //   new_key.i / new_value.i [1, kvHeads, S, headDim], which the caller writes into its buffer.
-//   Attention is split in two and merged exactly (softmax over the union of the key sets):
-//   the new rows among themselves by onnxruntime's com.microsoft GroupQueryAttention (causal,
-//   the whole prompt at prefill), and the queries against the P cached rows by MatMul/Softmax
-//   pieces reading the buffer in place. Nothing is copied per token but the S new rows.
-//   The merge uses the new rows' log-sum-exp, computed here from the diagonal scores, which is
-//   exact for S = 1 and irrelevant when P = 0 (the caller runs S > 1 only at P = 0).
+//   Each layer's attention is an If with two branches, so that a run executes only the nodes
+//   of its case: S = 1 (a decode step), the new query against the P cached rows read where
+//   they lie and its own row, one softmax over both, from MatMul/Softmax pieces; S > 1 (a
+//   prompt, at P = 0 only: CausalLM runs longer inputs on a filled cache one row at a time),
+//   the rows among themselves by onnxruntime's com.microsoft GroupQueryAttention (causal).
+//   Nothing is copied per token but the S new rows. (Until 2026-11-28 one path served both:
+//   GroupQueryAttention among the new rows, merged with the cached part through log-sum-exps;
+//   ~40 nodes per layer at every decode step where the S = 1 branch has ~25.)
 // - 'grow': past [1, kvHeads, P, headDim] in, present [1, kvHeads, P+S, headDim] out (a new,
 //   longer tensor each run), with GroupQueryAttention or a plain-op attention for head sizes
 //   GQA cannot take.
@@ -142,7 +144,9 @@ export function buildDecoderGraph(store: WeightStore, c: LlmConfig, opts: Decode
   const totalLen = g.op1('Cast', [g.op1('Squeeze', [gqaTotal, g.constI64([0])])], { to: 6 }, { name: 'total_seq' });
   const rope = rotaryTables(g, c);
   const mask = kind === 'ops' ? causalMask(g, c, P, total) : undefined;
-  const cached = cache === 'inplace' ? cachedKeyMask(g, c, P, S, past[0]!.k) : undefined;
+  // In-place cache: one new row (decode) or a prompt at P = 0, told apart once per run.
+  const oneRow = cache === 'inplace' ? g.op1('Equal', [S, g.constI64([1])], {}, { name: 'one_new_row' }) : undefined; // bool [1]
+  const cachedRows = cache === 'inplace' ? oneRowKeyMask(g, c, P, past[0]!.k) : undefined; // [C, 1]
 
   const gqaAttrs: Record<string, number> = { num_heads: c.heads, kv_num_heads: c.kvHeads };
   // HF's sliding window keeps keys j with i - j < W for the query at i, i.e. W keys, the query's
@@ -161,11 +165,20 @@ export function buildDecoderGraph(store: WeightStore, c: LlmConfig, opts: Decode
     const kr = applyRotary(g, k, c.kvHeads, c, rope, P, `${name}.k_rope`);
     let att: Value;
     if (cache === 'inplace') {
-      const [onNew, newK, newV] = g.op('GroupQueryAttention', [qr, kr, v, null, null, seqlensK, totalLen], gqaAttrs,
+      // Two branches, so each run executes only its own nodes: one new row against the cached
+      // rows (decode), or the prompt's rows among themselves (prefill, P = 0).
+      const one = g.branch(`${name}.one_row`);
+      const r = oneRowAttention(one, c, qr, kr, v, past[i]!, cachedRows!, padRows!, name);
+      for (const x of [r.att, r.newK, r.newV]) one.output(x, x.name);
+      const rows = g.branch(`${name}.prompt_rows`);
+      const [onPrompt, newK, newV] = rows.op('GroupQueryAttention', [qr, kr, v, null, null, seqlensK, totalLen], gqaAttrs,
         { domain: MS_DOMAIN, outputs: 3, name: `${name}.gqa` });
-      g.output(g.op1('Pad', [newK!, padRows!], {}, { name: `${name}.new_key` }), NAMES.newKey(i), 'F32', [1, c.kvHeads, 'rows', c.headDim]);
-      g.output(g.op1('Pad', [newV!, padRows!], {}, { name: `${name}.new_value` }), NAMES.newValue(i), 'F32', [1, c.kvHeads, 'rows', c.headDim]);
-      att = mergeCachedAttention(g, c, qr, kr, onNew!, past[i]!, cached!, S, name);
+      const promptOut = [onPrompt!, rows.op1('Pad', [newK!, padRows!], {}, { name: `${name}.pad_key` }), rows.op1('Pad', [newV!, padRows!], {}, { name: `${name}.pad_value` })];
+      for (const x of promptOut) rows.output(x, x.name);
+      const [a0, k0, v0] = g.op('If', [oneRow!], { then_branch: { graph: one }, else_branch: { graph: rows } }, { outputs: 3, name: `${name}.attention` });
+      g.output(k0!, NAMES.newKey(i), 'F32', [1, c.kvHeads, 'rows', c.headDim]);
+      g.output(v0!, NAMES.newValue(i), 'F32', [1, c.kvHeads, 'rows', c.headDim]);
+      att = a0!;
     } else {
       const [a0, presentK, presentV] = kind === 'gqa'
         ? g.op('GroupQueryAttention', [qr, kr, v, past[i]!.k, past[i]!.v, seqlensK, totalLen], gqaAttrs,
@@ -225,74 +238,49 @@ function causalMask(g: Graph, c: LlmConfig, P: Value, total: Value): Value {
 }
 
 /**
- * Which cached rows each new query may see: [S, C] (or [1, C]) booleans for queries at
- * P..P+S-1 and buffer rows 0..C-1: rows below P, within the sliding window when the model has one.
+ * Which buffer rows (0..C-1) the one new query, at position P, may see: rows below P, and within
+ * the sliding window when the model has one (P - j < W, as HF). [C, 1] booleans.
  */
-function cachedKeyMask(g: Graph, c: LlmConfig, P: Value, S: Value, buffer: Value): Value {
-  const squeeze = (v: Value) => g.op1('Squeeze', [v, g.constI64([0])]);
-  const zero = g.constI64([0], []);
-  const one = g.constI64([1], []);
+function oneRowKeyMask(g: Graph, c: LlmConfig, P: Value, buffer: Value): Value {
   const C = g.op1('Shape', [buffer], { start: 2, end: 3 }, { name: 'cache_capacity' });
-  const j = g.op1('Unsqueeze', [g.op1('Range', [zero, squeeze(C), one]), g.constI64([0])]); // [1, C]
+  const j = g.op1('Range', [g.constI64([0], []), g.op1('Squeeze', [C, g.constI64([0])]), g.constI64([1], [])]); // [C]
   let ok = g.op1('Less', [j, P]);
-  if (c.slidingWindow !== undefined) {
-    const total = g.op1('Add', [P, S]);
-    const qpos = g.op1('Unsqueeze', [g.op1('Range', [squeeze(P), squeeze(total), one]), g.constI64([1])]); // [S, 1]
-    ok = g.op1('And', [ok, g.op1('Less', [g.op1('Sub', [qpos, j]), g.constI64([c.slidingWindow], [])])]);
-  }
-  return ok;
+  if (c.slidingWindow !== undefined) ok = g.op1('And', [ok, g.op1('Less', [g.op1('Sub', [P, j]), g.constI64([c.slidingWindow], [])])]);
+  return g.op1('Unsqueeze', [ok, g.constI64([1])], {}, { name: 'cached_rows' });
 }
 
 /**
- * Attention of q [1, S, heads*hd] over the cached rows (buffer [1, kvH, C, hd], `mask` [S|1, C])
- * and the new rows, given GQA's attention among the new rows `onNew` [1, S, heads*hd] and their
- * keys `k` [1, S, kvH*hd]: softmax over the union, merged through each part's log-sum-exp.
- * The new part's log-sum-exp is taken from the diagonal score q_i . k_i: exact when S = 1 (the
- * only key), and unused when no row is cached (the cached part then weighs exp(-1e30) = 0, and
- * the result is GQA's output exactly). Large tensors are touched as few times as possible (the
- * merge runs at prefill too): the weights are folded into the cached part's probabilities.
+ * Attention of one new query q [1, 1, heads*hd] (rotated) over the cached rows of the buffers
+ * (past [1, kvH, C, hd], the rows `mask` [C, 1] allows) and its own key and value k, v
+ * [1, 1, kvH*hd]: one softmax over both. The buffers are read where they lie: the scores as
+ * K q^T (MatMul over K's rows, measured 1.4x faster than q K^T through FusedMatMul's transB
+ * here), the output as p V. -> the output [1, 1, heads*hd] and the new key and value rows
+ * [1, kvH, 1 + R, hd] (R = spare zero rows).
  */
-function mergeCachedAttention(g: Graph, c: LlmConfig, q: Value, k: Value, onNew: Value,
-  past: { k: Value; v: Value }, mask: Value, S: Value, name: string): Value {
+function oneRowAttention(g: Graph, c: LlmConfig, q: Value, k: Value, v: Value, past: { k: Value; v: Value }, mask: Value, padRows: Value, name: string) {
   const hd = c.headDim;
   const kvH = c.kvHeads;
   const rep = c.heads / kvH;
-  const I = (v: number[]) => g.constI64(v);
-  const scale = 1 / Math.sqrt(hd);
-  const toBnsh = { perm: [0, 2, 3, 1, 4] }; // [1, S, kvH, rep, x] -> [1, kvH, rep, S, x]
-  const toBsnh = { perm: [0, 3, 1, 2, 4] }; // and back
-  // Query heads grouped by the kv head they share, [1, S, kvH, rep, hd] (a free reshape).
-  const q5 = g.op1('Reshape', [q, I([1, -1, kvH, rep, hd])]);
+  const I = (x: number[]) => g.constI64(x);
+  // The query heads grouped by the kv head they share, scaled: [1, kvH, rep, hd].
+  const q4 = g.op1('Reshape', [g.op1('Mul', [q, g.constF32([1 / Math.sqrt(hd)], [])]), I([1, kvH, rep, hd])]);
+  const k4 = g.op1('Reshape', [k, I([1, kvH, 1, hd])]);
+  const v4 = g.op1('Reshape', [v, I([1, kvH, 1, hd])]);
+  // [1, kvH, rep, hd] -> [1, kvH, hd, rep] and [1, kvH, C, rep] -> [1, kvH, rep, C]: reshapes when rep = 1.
+  const swap = (x: Value, to: number[]) => (rep === 1 ? g.op1('Reshape', [x, I(to)]) : g.op1('Transpose', [x], { perm: [0, 1, 3, 2] }));
+  const cachedScores = g.op1('MatMul', [past.k, swap(q4, [1, kvH, hd, 1])], {}, { name: `${name}.cached_scores` }); // [1, kvH, C, rep]
+  // A finite floor instead of -inf: rows not yet written hold stale values, never NaN weights.
+  const masked = swap(g.op1('Where', [mask, cachedScores, g.constF32([-1e30], [])]), [1, kvH, 1, -1]); // [1, kvH, rep, C]
+  const own = g.op1('ReduceSum', [g.op1('Mul', [q4, k4]), I([-1])], { keepdims: 1 }); // [1, kvH, rep, 1]
+  const probs = g.op1('Softmax', [g.op1('Concat', [masked, own], { axis: -1 })], { axis: -1 }); // [1, kvH, rep, C + 1]
   const C = g.op1('Shape', [past.k], { start: 2, end: 3 });
-  const RS = g.op1('Mul', [S, I([rep])]);
-  // Scores against the cached rows, [1, kvH, rep, S, C]; FusedMatMul reads the buffer as it lies.
-  const qg = g.op1('Reshape', [g.op1('Transpose', [q5], toBnsh), I([1, kvH, -1, hd])]);
-  const scores = g.op1('Reshape', [
-    g.op1('FusedMatMul', [qg, past.k], { transB: 1, alpha: { float: scale } }, { domain: MS_DOMAIN }),
-    g.op1('Concat', [I([1, kvH, rep]), S, C], { axis: 0 }),
-  ], {}, { name: `${name}.cached_scores` });
-  // A finite floor instead of -inf keeps an all-hidden row (no cached row yet) free of NaN.
-  const masked = g.op1('Where', [mask, scores, g.constF32([-1e30], [])]);
-  const m = g.op1('ReduceMax', [masked, I([-1])], { keepdims: 1 }); // [1, kvH, rep, S, 1]
-  const e = g.op1('Exp', [g.op1('Sub', [masked, m])]);
-  const z = g.op1('ReduceSum', [e, I([-1])], { keepdims: 1 });
-  // The new rows' weight: the diagonal score (k shared by the kv head's `rep` query heads).
-  const d = g.op1('Transpose', [g.op1('Mul', [
-    g.op1('ReduceSum', [g.op1('Mul', [q5, g.op1('Reshape', [k, I([1, -1, kvH, 1, hd])])]), I([-1])], { keepdims: 1 }),
-    g.constF32([scale], []),
-  ])], toBnsh); // [1, kvH, rep, S, 1]
-  const M = g.op1('Max', [m, d]);
-  const wc = g.op1('Exp', [g.op1('Sub', [m, M])]);
-  const wn = g.op1('Exp', [g.op1('Sub', [d, M])]);
-  const den = g.op1('Add', [g.op1('Mul', [z, wc]), wn]);
-  // out = (sum_j e_j wc v_j + onNew wn) / den, the cached part's weights folded into e.
-  const probs = g.op1('Mul', [e, g.op1('Div', [wc, den])]);
-  const cachedPart = g.op1('Transpose', [g.op1('Reshape', [
-    g.op1('MatMul', [g.op1('Reshape', [probs, g.op1('Concat', [I([1, kvH]), RS, C], { axis: 0 })]), past.v]),
-    I([1, kvH, rep, -1, hd]),
-  ])], toBsnh); // [1, S, kvH, rep, hd]
-  const newPart = g.op1('Mul', [g.op1('Reshape', [onNew, I([1, -1, kvH, rep, hd])]), g.op1('Transpose', [g.op1('Div', [wn, den])], toBsnh)]);
-  return g.op1('Reshape', [g.op1('Add', [cachedPart, newPart]), I([0, 0, c.heads * hd])], {}, { name: `${name}.attn` });
+  const [pCached, pOwn] = g.op('Split', [probs, g.op1('Concat', [C, I([1])], { axis: 0 })], { axis: -1 }, { outputs: 2 });
+  const out = g.op1('Add', [g.op1('MatMul', [pCached!, past.v]), g.op1('Mul', [pOwn!, v4])]); // [1, kvH, rep, hd]
+  return {
+    att: g.op1('Reshape', [out, I([1, 1, c.heads * hd])], {}, { name: `${name}.attn` }),
+    newK: g.op1('Pad', [k4, padRows], {}, { name: `${name}.new_key` }),
+    newV: g.op1('Pad', [v4, padRows], {}, { name: `${name}.new_value` }),
+  };
 }
 
 /**
