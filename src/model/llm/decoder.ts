@@ -146,7 +146,7 @@ export function buildDecoderGraph(store: WeightStore, c: LlmConfig, opts: Decode
   const mask = kind === 'ops' ? causalMask(g, c, P, total) : undefined;
   // In-place cache: one new row (decode) or a prompt at P = 0, told apart once per run.
   const oneRow = cache === 'inplace' ? g.op1('Equal', [S, g.constI64([1])], {}, { name: 'one_new_row' }) : undefined; // bool [1]
-  const cachedRows = cache === 'inplace' ? oneRowKeyMask(g, c, P, past[0]!.k) : undefined; // [C, 1]
+  const cachedRows = cache === 'inplace' ? oneRowCachedRows(g, c, P, past[0]!.k) : undefined;
 
   const gqaAttrs: Record<string, number> = { num_heads: c.heads, kv_num_heads: c.kvHeads };
   // HF's sliding window keeps keys j with i - j < W for the query at i, i.e. W keys, the query's
@@ -238,26 +238,31 @@ function causalMask(g: Graph, c: LlmConfig, P: Value, total: Value): Value {
 }
 
 /**
- * Which buffer rows (0..C-1) the one new query, at position P, may see: rows below P, and within
- * the sliding window when the model has one (P - j < W, as HF). [C, 1] booleans.
+ * For the one-row attention, computed once per run from the buffers' capacity C: `mask`, which
+ * buffer rows (0..C-1) the one new query, at position P, may see ([C, 1] booleans: rows below P,
+ * and within the sliding window when the model has one, P - j < W, as HF); `split`, the sizes
+ * [C, 1] of the cached and own parts of its softmax row.
  */
-function oneRowKeyMask(g: Graph, c: LlmConfig, P: Value, buffer: Value): Value {
+function oneRowCachedRows(g: Graph, c: LlmConfig, P: Value, buffer: Value): { mask: Value; split: Value } {
   const C = g.op1('Shape', [buffer], { start: 2, end: 3 }, { name: 'cache_capacity' });
   const j = g.op1('Range', [g.constI64([0], []), g.op1('Squeeze', [C, g.constI64([0])]), g.constI64([1], [])]); // [C]
   let ok = g.op1('Less', [j, P]);
   if (c.slidingWindow !== undefined) ok = g.op1('And', [ok, g.op1('Less', [g.op1('Sub', [P, j]), g.constI64([c.slidingWindow], [])])]);
-  return g.op1('Unsqueeze', [ok, g.constI64([1])], {}, { name: 'cached_rows' });
+  return {
+    mask: g.op1('Unsqueeze', [ok, g.constI64([1])], {}, { name: 'cached_rows' }),
+    split: g.op1('Concat', [C, g.constI64([1])], { axis: 0 }, { name: 'cached_own_split' }),
+  };
 }
 
 /**
  * Attention of one new query q [1, 1, heads*hd] (rotated) over the cached rows of the buffers
- * (past [1, kvH, C, hd], the rows `mask` [C, 1] allows) and its own key and value k, v
+ * (past [1, kvH, C, hd], the rows `cached.mask` allows) and its own key and value k, v
  * [1, 1, kvH*hd]: one softmax over both. The buffers are read where they lie: the scores as
  * K q^T (MatMul over K's rows, measured 1.4x faster than q K^T through FusedMatMul's transB
  * here), the output as p V. -> the output [1, 1, heads*hd] and the new key and value rows
  * [1, kvH, 1 + R, hd] (R = spare zero rows).
  */
-function oneRowAttention(g: Graph, c: LlmConfig, q: Value, k: Value, v: Value, past: { k: Value; v: Value }, mask: Value, padRows: Value, name: string) {
+function oneRowAttention(g: Graph, c: LlmConfig, q: Value, k: Value, v: Value, past: { k: Value; v: Value }, cached: { mask: Value; split: Value }, padRows: Value, name: string) {
   const hd = c.headDim;
   const kvH = c.kvHeads;
   const rep = c.heads / kvH;
@@ -270,11 +275,10 @@ function oneRowAttention(g: Graph, c: LlmConfig, q: Value, k: Value, v: Value, p
   const swap = (x: Value, to: number[]) => (rep === 1 ? g.op1('Reshape', [x, I(to)]) : g.op1('Transpose', [x], { perm: [0, 1, 3, 2] }));
   const cachedScores = g.op1('MatMul', [past.k, swap(q4, [1, kvH, hd, 1])], {}, { name: `${name}.cached_scores` }); // [1, kvH, C, rep]
   // A finite floor instead of -inf: rows not yet written hold stale values, never NaN weights.
-  const masked = swap(g.op1('Where', [mask, cachedScores, g.constF32([-1e30], [])]), [1, kvH, 1, -1]); // [1, kvH, rep, C]
+  const masked = swap(g.op1('Where', [cached.mask, cachedScores, g.constF32([-1e30], [])]), [1, kvH, 1, -1]); // [1, kvH, rep, C]
   const own = g.op1('ReduceSum', [g.op1('Mul', [q4, k4]), I([-1])], { keepdims: 1 }); // [1, kvH, rep, 1]
   const probs = g.op1('Softmax', [g.op1('Concat', [masked, own], { axis: -1 })], { axis: -1 }); // [1, kvH, rep, C + 1]
-  const C = g.op1('Shape', [past.k], { start: 2, end: 3 });
-  const [pCached, pOwn] = g.op('Split', [probs, g.op1('Concat', [C, I([1])], { axis: 0 })], { axis: -1 }, { outputs: 2 });
+  const [pCached, pOwn] = g.op('Split', [probs, cached.split], { axis: -1 }, { outputs: 2 });
   const out = g.op1('Add', [g.op1('MatMul', [pCached!, past.v]), g.op1('Mul', [pOwn!, v4])]); // [1, kvH, rep, hd]
   return {
     att: g.op1('Reshape', [out, I([1, 1, c.heads * hd])], {}, { name: `${name}.attn` }),
