@@ -45,7 +45,8 @@ export interface Initializer {
   readonly data: InlineData | ExternalData;
 }
 
-interface Node {
+/** A node as the graph holds it (inputs/outputs by value name; '' = an omitted optional input). */
+export interface GraphNode {
   readonly op: string;
   readonly domain: string;
   readonly inputs: readonly string[];
@@ -53,7 +54,8 @@ interface Node {
   readonly attrs: Readonly<Record<string, AttrValue>>;
 }
 
-interface IO {
+/** A declared graph input or output. */
+export interface GraphIO {
   readonly name: string;
   readonly dtype: DType;
   readonly dims: readonly Dim[];
@@ -70,10 +72,10 @@ export interface OpOptions {
 export const MS_DOMAIN = 'com.microsoft';
 
 export class Graph {
-  private readonly nodes: Node[] = [];
+  private readonly nodes: GraphNode[] = [];
   private readonly inits: Initializer[] = [];
-  private readonly inputs: IO[] = [];
-  private readonly outputs: IO[] = [];
+  private readonly inputs: GraphIO[] = [];
+  private readonly outputs: GraphIO[] = [];
   /** Value names in use, shared by a graph and its branches (ONNX subgraphs may not shadow). */
   private readonly names: { used: Set<string>; counter: number };
 
@@ -90,6 +92,29 @@ export class Graph {
   branch(name: string): Graph {
     return new Graph(name, this);
   }
+
+  /** The nodes in the order they were added: a topological order (a node reads earlier values). */
+  get nodeList(): readonly GraphNode[] {
+    return this.nodes;
+  }
+
+  get inputList(): readonly GraphIO[] {
+    return this.inputs;
+  }
+
+  get outputList(): readonly GraphIO[] {
+    return this.outputs;
+  }
+
+  /** The initializer of that name (a branch looks in the main graph), if the value is one. */
+  initializerOf(name: string): Initializer | undefined {
+    if (this.parent) return this.parent.initializerOf(name);
+    this.initIndex ??= new Map();
+    if (this.initIndex.size !== this.inits.length) for (const i of this.inits) this.initIndex.set(i.name, i);
+    return this.initIndex.get(name);
+  }
+
+  private initIndex?: Map<string, Initializer>;
 
   private fresh(hint: string): string {
     const { used } = this.names;
@@ -225,7 +250,7 @@ function relativeTo(folder: string, path: string): string {
   return p.slice(prefix.length);
 }
 
-function encodeNode(n: Node): ProtoWriter {
+function encodeNode(n: GraphNode): ProtoWriter {
   const w = new ProtoWriter();
   for (const i of n.inputs) w.string(1, i);
   for (const o of n.outputs) w.string(2, o);
@@ -282,7 +307,7 @@ function encodeInitializer(t: Initializer, folder: string): ProtoWriter {
   return w;
 }
 
-function encodeValueInfo(io: IO): ProtoWriter {
+function encodeValueInfo(io: GraphIO): ProtoWriter {
   const shape = new ProtoWriter();
   for (const d of io.dims) {
     const dim = new ProtoWriter();
