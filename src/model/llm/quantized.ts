@@ -16,7 +16,7 @@ import { InputError } from '../../core/errors.js';
 import { DType } from '../../core/tensor.js';
 import { WeightStore } from '../../weights/types.js';
 import { NBits, nbitsShapes } from '../../weights/nbits.js';
-import { Params } from '../params.js';
+import { Params, TrainableInputs } from '../params.js';
 
 export const QUANT_METHOD = 'mgllava-matmulnbits';
 export const QUANT_FORMAT_VERSION = 1;
@@ -79,12 +79,14 @@ export class LlmParams {
     private readonly store: WeightStore,
     private readonly quant?: QuantizedLinears,
     private readonly prefix = '',
+    /** Training: the tensors fed as inputs (model/params.ts). */
+    private readonly trainable?: TrainableInputs,
   ) {
-    this.p = new Params(g, store, prefix);
+    this.p = new Params(g, store, prefix, trainable);
   }
 
   sub(prefix: string): LlmParams {
-    return new LlmParams(this.g, this.store, this.quant, this.prefix + prefix);
+    return new LlmParams(this.g, this.store, this.quant, this.prefix + prefix, this.trainable);
   }
 
   take(key: string, shape: readonly number[]): Value {

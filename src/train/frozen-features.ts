@@ -1,0 +1,139 @@
+// The frozen encoders' outputs for training: CLIP's layer features (low_res_feat [N, C]), the
+// last ConvNeXt stage (high_feat [Ch, g, g]) and the pooled object features of the image's boxes
+// (box_feats [k, sumC]; RoIAlign over the ConvNeXt stages, which do not learn either). They are
+// what the training step graph takes as inputs, computed once per image per run and kept in
+// memory up to a byte budget (an image's features do not change while the encoders are frozen).
+
+import { Graph } from '../graph/graph.js';
+import { resizeBilinear } from '../graph/blocks.js';
+import { Session } from '../runtime/session.js';
+import { F32Tensor } from '../core/tensor.js';
+import { InputError } from '../core/errors.js';
+import { WeightStore } from '../weights/types.js';
+import { Params } from '../model/params.js';
+import { ClipVisionConfig, clipTokens, clipVision } from '../model/clip-vit.js';
+import { ConvNextConfig, convNextConfig, convNextStages } from '../model/convnext.js';
+import { boxPoolingWeights, pooledBoxFeatures } from '../model/object-features.js';
+import { VisionSettings } from '../model/mg-llava-vision.js';
+import { RgbImage } from '../preprocess/image.js';
+import { clipPreprocess } from '../preprocess/clip-image.js';
+import { BoxOptions, Detections, prepareBoxes } from '../preprocess/boxes.js';
+
+export interface FrozenFeatures {
+  /** [N, C] */
+  lowRes: F32Tensor;
+  /** [Ch, g, g] */
+  highRes: F32Tensor;
+  /** [k, sumC]; k >= 1 with boxes (the [0,0,0,0] placeholder when none survive), 0 without. */
+  boxFeats: F32Tensor;
+}
+
+export interface FrozenVisionWeights {
+  clip: WeightStore;
+  clipConfig: ClipVisionConfig;
+  convnext: WeightStore;
+}
+
+const STAGES = [0, 1, 2, 3];
+
+export class FrozenVision {
+  private readonly cache = new Map<string, FrozenFeatures>();
+  private cachedBytes = 0;
+
+  private constructor(
+    readonly clip: ClipVisionConfig,
+    readonly convnext: ConvNextConfig,
+    readonly settings: VisionSettings,
+    private readonly stageSizes: [number, number][],
+    private readonly view: Session,
+    private readonly encoder: Session,
+    private readonly pool: Session,
+    /** Bytes of features kept in memory. */
+    private readonly budget: number,
+  ) {}
+
+  static async load(w: FrozenVisionWeights, settings: VisionSettings, opts: { threads?: number; cacheBytes?: number } = {}): Promise<FrozenVision> {
+    const convnext = convNextConfig(w.convnext);
+    const S = settings.imageSizeAux;
+    const stageSizes = STAGES.map((l): [number, number] => [S / (4 * 2 ** l), S / (4 * 2 ** l)]);
+    const grid = Math.sqrt(clipTokens(w.clipConfig));
+    if (stageSizes[3]![0] !== grid) throw new InputError(`image_size_aux ${S} gives a ${stageSizes[3]![0]}-pixel last ConvNeXt stage; the fusion needs the CLIP grid of ${grid}`);
+
+    const view = new Graph('train_low_res_view');
+    const aux = view.input('pixel_values_aux', 'F32', [1, 3, S, S]);
+    view.output(resizeBilinear(view, aux, w.clipConfig.imageSize, w.clipConfig.imageSize), 'pixel_values');
+
+    const enc = new Graph('train_frozen_encoders');
+    const px = enc.input('pixel_values', 'F32', [1, 3, w.clipConfig.imageSize, w.clipConfig.imageSize]);
+    const px2 = enc.input('pixel_values_aux', 'F32', [1, 3, S, S]);
+    const clip = clipVision(enc, new Params(enc, w.clip, 'vision_model.'), w.clipConfig, px, settings.visualSelectLayer);
+    enc.output(clip.features, 'low_res_feat');
+    convNextStages(enc, new Params(enc, w.convnext, 'visual.trunk.'), convnext, px2).forEach((v, l) => enc.output(v, `stage_${l}`));
+
+    const pool = new Graph('train_box_pooling');
+    const stages = STAGES.map((l) => pool.input(`stage_${l}`, 'F32', [1, convnext.dims[l]!, ...stageSizes[l]!]));
+    const weights = STAGES.map((l) => pool.input(`weights_${l}`, 'F32', [stageSizes[l]![0] * stageSizes[l]![1], 'boxes']));
+    pool.output(pooledBoxFeatures(pool, stages, weights, convnext.dims, stageSizes), 'box_pooled');
+
+    const make = (g: Graph) => Session.fromGraph(g, { threads: opts.threads, prepack: true });
+    const [v, e, p] = await Promise.all([make(view), make(enc), make(pool)]);
+    return new FrozenVision(w.clipConfig, convnext, settings, stageSizes, v, e, p, opts.cacheBytes ?? 1 << 30);
+  }
+
+  get boxWidth(): number {
+    return this.convnext.dims.reduce((a, b) => a + b, 0);
+  }
+
+  get grid(): number {
+    return Math.sqrt(clipTokens(this.clip));
+  }
+
+  /**
+   * Features of one image (decoded) and its detector boxes (undefined: no object tokens), as the
+   * release's training pipeline prepares them. `key` identifies the image and its box settings
+   * in the in-memory cache (omit to skip the cache).
+   */
+  async features(image: RgbImage | (() => Promise<RgbImage>), detections: Detections | undefined, boxOptions: BoxOptions, key?: string): Promise<FrozenFeatures> {
+    const hit = key === undefined ? undefined : this.cache.get(key);
+    if (hit) return hit;
+    const img = typeof image === 'function' ? await image() : image;
+    const S = this.settings.imageSizeAux;
+    const pre = clipPreprocess(img, { size: S });
+    const aux: F32Tensor = { dims: [1, 3, S, S], data: pre.pixelValues };
+    const low = (await this.view.run({ pixel_values_aux: aux })).pixel_values!;
+    const out = await this.encoder.run({ pixel_values: low, pixel_values_aux: aux });
+    const lowRes = out.low_res_feat!;
+    const high = out.stage_3!;
+    let boxFeats: F32Tensor = { dims: [0, this.boxWidth], data: new Float32Array(0) };
+    if (detections) {
+      const boxes = prepareBoxes(detections, pre.geometry, boxOptions).boxes;
+      const weights = boxPoolingWeights(boxes, this.stageSizes, {
+        outputSize: this.settings.boxFeatSize,
+        spatialScale: this.stageSizes[0]![0] / 768, // the release divides by a literal 768
+      });
+      const feeds: Record<string, F32Tensor> = {};
+      STAGES.forEach((l) => {
+        feeds[`stage_${l}`] = out[`stage_${l}`]!;
+        feeds[`weights_${l}`] = weights[l]!;
+      });
+      boxFeats = (await this.pool.run(feeds)).box_pooled!;
+    }
+    const f: FrozenFeatures = {
+      lowRes: { dims: lowRes.dims.slice(1), data: lowRes.data },
+      highRes: { dims: high.dims.slice(1), data: high.data },
+      boxFeats,
+    };
+    if (key !== undefined) {
+      const bytes = 4 * (f.lowRes.data.length + f.highRes.data.length + f.boxFeats.data.length);
+      if (this.cachedBytes + bytes <= this.budget) {
+        this.cache.set(key, f);
+        this.cachedBytes += bytes;
+      }
+    }
+    return f;
+  }
+
+  async release(): Promise<void> {
+    await Promise.all([this.view.release(), this.encoder.release(), this.pool.release()]);
+  }
+}

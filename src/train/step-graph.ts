@@ -1,0 +1,121 @@
+// One training step of MG-LLaVA as a single ONNX graph: the trainable modules' forward pass,
+// the release's loss and its backward pass (src/graph/autodiff.ts), so that one onnxruntime run
+// gives the loss and every trainable tensor's gradient. The frozen encoders run outside it
+// (their outputs for an image do not change during training: frozen-features.ts):
+//
+//   low_res_feat [nImg, N, C], high_feat [nImg, Ch, g, g]  -> fuse_module -> projector -> [nImg*N, H]
+//   box_feats [K, sumC] (pooled object features)           -> bbox_projector            -> [K, H]
+//   text_ids [nText]                                       -> embed_tokens              -> [nText, H]
+//   rows = concat(text, image tokens, box tokens) [R, H];  inputs_embeds = rows[gather_idx] [B, T, H]
+//   -> LLM -> logits [B, T, V] -> cross-entropy with targets [B, T] (the labels shifted left by
+//   one, -100 ignored; the mean over the batch's labelled tokens, as HF's causal-LM loss).
+//
+// gather_idx is how the release's prepare_inputs_labels_for_multimodal lays out each sample:
+// its text tokens with the image's 576 tokens then its k box tokens where `<image>` was, and
+// right padding (any row: padded positions see nothing real after them and carry no label).
+// Trainable tensors are graph inputs named as in the release's checkpoint (`fuse_module.*`,
+// `projector.model.*`, `bbox_projector.model.*`, `llm.*`); frozen ones stay initializers read
+// from their files.
+
+import { Graph, Value } from '../graph/graph.js';
+import { appendBackward } from '../graph/autodiff.js';
+import { WeightStore } from '../weights/types.js';
+import { Params, TrainableInputs } from '../model/params.js';
+import { fuseModule } from '../model/fusion.js';
+import { projector } from '../model/projector.js';
+import { LlmConfig } from '../model/llm/config.js';
+import { trainDecoder } from '../model/llm/train-decoder.js';
+
+export interface StepGraphShapes {
+  /** CLIP width C. */
+  clipWidth: number;
+  /** ConvNeXt last-stage width Ch. */
+  convWidth: number;
+  /** Token grid side (24). */
+  grid: number;
+  /** Sum of the ConvNeXt stage widths (the pooled box feature width). */
+  boxWidth: number;
+  projectorDepth: number;
+}
+
+export interface StepGraphSpec {
+  /** The MG-LLaVA checkpoint (fuse_module, projector, bbox_projector). */
+  checkpoint: WeightStore;
+  /** The LLM's tensors under its own keys (model/llm-weights.ts: base + the checkpoint's llm.*). */
+  llm: WeightStore;
+  llmConfig: LlmConfig;
+  shapes: StepGraphShapes;
+  /** Which tensors learn, by release name (`fuse_module.gate.0.weight`, `llm.model.norm.weight`...). */
+  trainable: (releaseName: string) => boolean;
+  /** Whether the batch has images (a text-only batch has no visual inputs). */
+  withImages: boolean;
+}
+
+export interface TrainableTensor {
+  /** Graph input and release checkpoint name. */
+  name: string;
+  /** Key in its store. */
+  key: string;
+  store: WeightStore;
+  shape: readonly number[];
+}
+
+export interface StepGraph {
+  graph: Graph;
+  trainable: TrainableTensor[];
+}
+
+export const STEP_NAMES = {
+  lowRes: 'low_res_feat',
+  highRes: 'high_feat',
+  boxFeats: 'box_feats',
+  textIds: 'text_ids',
+  gatherIdx: 'gather_idx',
+  targets: 'targets',
+  loss: 'loss',
+  grad: (name: string) => `grad.${name}`,
+} as const;
+
+export function buildStepGraph(s: StepGraphSpec): StepGraph {
+  const g = new Graph(s.withImages ? 'train_step' : 'train_step_text');
+  const c = s.llmConfig;
+  const H = c.hiddenSize;
+  const sh = s.shapes;
+  const vis = new TrainableInputs(g, s.trainable);
+  const lm = new TrainableInputs(g, (key) => s.trainable(`llm.${key}`), 'llm.');
+
+  const rows: Value[] = [];
+  const textIds = g.input(STEP_NAMES.textIds, 'I64', ['text']);
+  const table = new Params(g, s.llm, '', lm).raw('model.embed_tokens.weight', [c.vocabSize, H]);
+  let text = g.op1('Gather', [table.value, textIds], { axis: 0 }, { name: 'text_embeds' });
+  if (table.dtype !== 'F32') text = g.op1('Cast', [text], { to: 1 });
+  rows.push(text);
+  if (s.withImages) {
+    const N = sh.grid * sh.grid;
+    const low = g.input(STEP_NAMES.lowRes, 'F32', ['images', N, sh.clipWidth]);
+    const high = g.input(STEP_NAMES.highRes, 'F32', ['images', sh.convWidth, sh.grid, sh.grid]);
+    const boxes = g.input(STEP_NAMES.boxFeats, 'F32', ['boxes', sh.boxWidth]);
+    const ck = new Params(g, s.checkpoint, '', vis);
+    const fused = fuseModule(g, ck.sub('fuse_module.'), { low: sh.clipWidth, high: sh.convWidth, grid: sh.grid }, low, high);
+    const image = projector(g, ck.sub('projector.'), sh.projectorDepth, sh.clipWidth, H, fused, 'projector');
+    rows.push(g.op1('Reshape', [image, g.constI64([-1, H])], {}, { name: 'image_rows' }));
+    rows.push(projector(g, ck.sub('bbox_projector.'), sh.projectorDepth, sh.boxWidth, H, boxes, 'bbox_projector'));
+  }
+  const all = g.op1('Concat', rows, { axis: 0 }, { name: 'embed_rows' });
+  const idx = g.input(STEP_NAMES.gatherIdx, 'I64', ['batch', 'seq']);
+  const embeds = g.op1('Gather', [all, idx], { axis: 0 }, { name: 'inputs_embeds' });
+  const logits = trainDecoder(g, s.llm, c, embeds, { trainable: lm });
+  const targets = g.input(STEP_NAMES.targets, 'I64', ['batch', 'seq']);
+  const loss = g.op1('SoftmaxCrossEntropyLoss', [
+    g.op1('Reshape', [logits, g.constI64([-1, c.vocabSize])]),
+    g.op1('Reshape', [targets, g.constI64([-1])]),
+  ], { reduction: 'mean', ignore_index: -100 }, { name: 'ce' });
+  g.output(loss, STEP_NAMES.loss, 'F32', []);
+
+  const made = [
+    ...vis.list().map((t) => ({ ...t, store: s.checkpoint })),
+    ...lm.list().map((t) => ({ ...t, store: s.llm })),
+  ];
+  appendBackward(g, loss, made.map((t) => t.value), { outputName: STEP_NAMES.grad });
+  return { graph: g, trainable: made.map(({ name, key, store, shape }) => ({ name, key, store, shape })) };
+}

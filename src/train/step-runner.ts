@@ -1,0 +1,131 @@
+// The model as training sees it: the frozen encoders (frozen-features.ts), the checkpoint and the
+// LLM's tensors, and the step graph (step-graph.ts) compiled once per kind of batch (with images,
+// text only). `run` feeds a batch and the current trainable tensors and returns the loss and
+// every trainable tensor's gradient.
+
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { InputError } from '../core/errors.js';
+import { Session, Feed } from '../runtime/session.js';
+import { WeightStore, readF32 } from '../weights/types.js';
+import { openWeights } from '../weights/open.js';
+import { ModelFiles } from '../model/model-files.js';
+import { clipVisionConfig } from '../model/clip-vit.js';
+import { llmWeights } from '../model/llm-weights.js';
+import { LlmConfig } from '../model/llm/config.js';
+import { readLlmFolderConfig } from '../model/llm/causal-lm.js';
+import { FrozenVision } from './frozen-features.js';
+import { BatchFeeds } from './batch.js';
+import { STEP_NAMES, StepGraphShapes, TrainableTensor, buildStepGraph } from './step-graph.js';
+
+export interface TrainModel {
+  files: ModelFiles;
+  /** The MG-LLaVA checkpoint (fuse_module, projector, bbox_projector, maybe llm.*). */
+  checkpoint: WeightStore;
+  /** The LLM's tensors (base folder + the checkpoint's llm.*), under the LLM's own keys. */
+  llm: WeightStore;
+  llmConfig: LlmConfig;
+  frozen: FrozenVision;
+  shapes: StepGraphShapes;
+}
+
+function readJson(path: string): Record<string, unknown> {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+  } catch (e) {
+    throw new InputError(`${path}: cannot read JSON (${(e as Error).message})`, path);
+  }
+}
+
+export async function loadTrainModel(files: ModelFiles, opts: { threads?: number } = {}): Promise<TrainModel> {
+  if (!files.llm) throw new InputError('no LLM folder: set "llm" in mgllava_config.json or pass --llm', '--llm');
+  const clipDir = files.visualEncoder;
+  const clipCfg = join(clipDir, 'config.json');
+  if (!statSync(clipDir).isDirectory() || !existsSync(clipCfg)) throw new InputError(`${clipDir}: --visual-encoder must be the CLIP model folder (with config.json)`, clipDir);
+  const checkpoint = openWeights(files.checkpoint);
+  const { config, quantization } = readLlmFolderConfig(files.llm);
+  if (quantization) throw new InputError(`${files.llm}: a quantized LLM folder cannot be trained from (use the float LLM folder)`, files.llm);
+  const frozen = await FrozenVision.load({
+    clip: openWeights(clipDir),
+    clipConfig: clipVisionConfig(readJson(clipCfg), clipCfg),
+    convnext: openWeights(files.visualEncoderAux),
+  }, files.vision, opts);
+  return {
+    files,
+    checkpoint,
+    llm: llmWeights(openWeights(files.llm), checkpoint),
+    llmConfig: config,
+    frozen,
+    shapes: {
+      clipWidth: frozen.clip.hiddenSize,
+      convWidth: frozen.convnext.dims[3]!,
+      grid: frozen.grid,
+      boxWidth: frozen.boxWidth,
+      projectorDepth: files.vision.projectorDepth,
+    },
+  };
+}
+
+export interface StepResult {
+  loss: number;
+  /** Gradient of each trainable tensor that the batch reaches (a text-only batch leaves out the vision modules'). */
+  grads: Map<string, Float32Array>;
+}
+
+export class StepRunner {
+  private readonly sessions = new Map<boolean, Promise<{ session: Session; trainable: TrainableTensor[] }>>();
+  /** Every trainable tensor, by release name (from the graph with images, which has them all). */
+  readonly trainable: TrainableTensor[];
+
+  constructor(
+    private readonly model: TrainModel,
+    private readonly wants: (name: string) => boolean,
+    private readonly threads?: number,
+  ) {
+    this.trainable = this.build(true).trainable;
+    if (this.trainable.length === 0) throw new InputError('nothing to train: no tensor matches the trainable modules');
+  }
+
+  private build(withImages: boolean) {
+    const m = this.model;
+    return buildStepGraph({ checkpoint: m.checkpoint, llm: m.llm, llmConfig: m.llmConfig, shapes: m.shapes, trainable: this.wants, withImages });
+  }
+
+  /** The trainable tensors' starting values in float32 (bf16/f16 upcast), by release name. */
+  initialValues(): Map<string, Float32Array> {
+    const out = new Map<string, Float32Array>();
+    for (const t of this.trainable) {
+      const ref = t.store.get(t.key)!;
+      out.set(t.name, Float32Array.from(readF32(ref)));
+    }
+    return out;
+  }
+
+  private session(withImages: boolean) {
+    let s = this.sessions.get(withImages);
+    if (!s) {
+      s = (async () => {
+        const { graph, trainable } = this.build(withImages);
+        return { session: await Session.fromGraph(graph, { threads: this.threads }), trainable };
+      })();
+      this.sessions.set(withImages, s);
+    }
+    return s;
+  }
+
+  async run(batch: BatchFeeds, values: ReadonlyMap<string, Float32Array>): Promise<StepResult> {
+    const { session, trainable } = await this.session(batch.withImages);
+    const feeds: Record<string, Feed> = { ...batch.feeds };
+    for (const t of trainable) feeds[t.name] = { dims: t.shape, data: values.get(t.name)! };
+    const out = await session.run(feeds, [STEP_NAMES.loss, ...trainable.map((t) => STEP_NAMES.grad(t.name))]);
+    const grads = new Map<string, Float32Array>();
+    for (const t of trainable) grads.set(t.name, out[STEP_NAMES.grad(t.name)]!.data);
+    return { loss: out[STEP_NAMES.loss]!.data[0]!, grads };
+  }
+
+  async release(): Promise<void> {
+    for (const s of this.sessions.values()) await (await s).session.release();
+    await this.model.frozen.release();
+  }
+}
