@@ -21,6 +21,10 @@
 // That quirk is reproduced because the release has it. Steps at or past the end keep the last
 // value (a scheduler outside its range leaves the lr alone).
 //
+// Iterations are dataloader iterations (micro-batches): with accumulative_counts > 1 mmengine still
+// steps the schedulers after every iteration (ParamSchedulerHook.after_train_iter), so an update
+// uses the lr of the iteration that triggers it, the last of its window. The release uses 1.
+//
 // Where mmengine refuses to run, we choose: W = 0 (fewer than 34 iterations at ratio 0.03, or
 // ratio 0) makes LinearLR raise "end should be larger than begin"; here it means no warm-up,
 // the cosine spans all iterations from base.
