@@ -11,6 +11,7 @@ import { runEncode } from './encode.js';
 import { runChat } from './chat.js';
 import { runQuantize } from './quantize.js';
 import { runDetect } from './detect.js';
+import { runTrain } from './train.js';
 import { rerun, tunedMallocEnv } from './malloc-tuning.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -53,6 +54,33 @@ function positiveInt(v: string): number {
 function bits(v: string): 4 | 8 {
   if (v !== '4' && v !== '8') throw new InvalidArgumentError('expected 4 or 8');
   return Number(v) as 4 | 8;
+}
+
+function stage(v: string): 1 | 2 {
+  if (v !== '1' && v !== '2') throw new InvalidArgumentError('expected 1 (pretraining: fusion and projectors) or 2 (instruction tuning: the LLM too)');
+  return Number(v) as 1 | 2;
+}
+
+function ratio(v: string): number {
+  const n = number(v);
+  if (n < 0 || n >= 1) throw new InvalidArgumentError('expected a number in [0, 1)');
+  return n;
+}
+
+function nonNegative(v: string): number {
+  const n = number(v);
+  if (n < 0) throw new InvalidArgumentError('expected a non-negative number');
+  return n;
+}
+
+function positive(v: string): number {
+  const n = number(v);
+  if (n <= 0) throw new InvalidArgumentError('expected a positive number');
+  return n;
+}
+
+function collect(v: string, prev: string[] = []): string[] {
+  return [...prev, ...v.split(',').map((s) => s.trim()).filter((s) => s)];
 }
 
 function blockSize(v: string): number {
@@ -143,6 +171,31 @@ export function buildProgram(): Command {
     .option('--symmetric', 'no zero points: scale from max |w| per block (default: min/max and a zero point per block)')
     .option('-q, --quiet', 'no progress on stderr')
     .action(async (o) => runQuantize(o));
+  modelOptions(program.command('train'))
+    .description('train MG-LLaVA: stage 1 (fuse_module, projector, bbox_projector) or stage 2 (the LLM too), from LLaVA-format data')
+    .requiredOption('--stage <n>', '1: pretraining (encoders and LLM frozen); 2: instruction tuning (the LLM learns too)', stage)
+    .requiredOption('--data <file>', 'training samples: a JSON list of {id, image?, conversations: [{from, value}]} (or pre-tokenized {id, image?, input_ids, labels})')
+    .option('--image-folder <dir>', 'folder the samples\' image paths are relative to (default: the data file\'s folder)')
+    .option('--boxes <file>', 'detector boxes: a JSON list of {id, boxes, labels, scores} matched to samples by id, in image pixels')
+    .requiredOption('--out <dir>', 'output model folder (a checkpoint: chat --model and --resume read it), replaced atomically at each save')
+    .option('--epochs <n>', 'passes over the data (default 1)', positiveInt)
+    .option('--max-steps <n>', 'iterations in all (one batch each), instead of --epochs', positiveInt)
+    .option('--batch-size <n>', 'samples per iteration', positiveInt, 1)
+    .option('--grad-accum <n>', 'iterations per optimiser update (the loss of each divided by n)', positiveInt, 1)
+    .option('--lr <x>', 'peak learning rate (default: the release\'s 1e-3 for stage 1, 2e-5 for stage 2)', positive)
+    .addOption(new Option('--lr-schedule <kind>', 'after the warm-up: cosine to 0, or constant').choices(['cosine', 'constant']).default('cosine'))
+    .option('--warmup-ratio <x>', 'fraction of the iterations warming up linearly from 1e-5 x lr', ratio, 0.03)
+    .option('--max-grad-norm <x>', 'clip the gradient norm to this (0: off)', nonNegative, 1)
+    .option('--weight-decay <x>', 'AdamW decoupled weight decay', nonNegative, 0)
+    .option('--trainable <patterns>', 'also train these tensors, by checkpoint name (`*` wildcards, comma-separated; e.g. "llm.model.norm*")', collect)
+    .option('--seed <n>', 'seed of the data order', nonNegativeInt, 2024)
+    .option('--save-every <n>', 'write the checkpoint every n iterations too (always at the end)', positiveInt)
+    .option('--resume <dir>', 'continue a run from its checkpoint folder (same data and settings)')
+    .option('--save-first-grads <file>', 'write the first update\'s raw gradients (before clipping) as .safetensors')
+    .option('--template <name>', 'prompt template: vicuna, llama3_chat, phi3_chat, qwen_chat (default: the model config\'s)')
+    .option('--json', 'one JSON object per iteration on stdout (step, loss, lr, grad_norm, tokens_per_s, eta_ms)')
+    .option('-q, --quiet', 'no progress on stderr')
+    .action(async (o) => runTrain(o, defaultModel(o)));
   return program;
 }
 

@@ -1,0 +1,108 @@
+// `mgllava train`: parse, call src/train/trainer.ts, report. A progress line per iteration with
+// the loss, learning rate, tokens/s and ETA on stderr (live on a terminal); --json prints one JSON
+// object per iteration on stdout instead.
+
+import { StepReport, train } from '../train/trainer.js';
+import { ScheduleKind } from '../train/schedule.js';
+import { InputError } from '../core/errors.js';
+import { Progress } from './progress.js';
+
+export interface TrainArgs {
+  stage: 1 | 2;
+  model?: string;
+  checkpoint?: string;
+  llm?: string;
+  visualEncoder?: string;
+  visualEncoderAux?: string;
+  data: string;
+  imageFolder?: string;
+  boxes?: string;
+  out: string;
+  epochs?: number;
+  maxSteps?: number;
+  batchSize: number;
+  gradAccum: number;
+  lr?: number;
+  lrSchedule: ScheduleKind;
+  warmupRatio: number;
+  maxGradNorm: number;
+  weightDecay: number;
+  trainable?: string[];
+  seed: number;
+  saveEvery?: number;
+  resume?: string;
+  saveFirstGrads?: string;
+  template?: string;
+  threads?: number;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+function clock(ms: number): string {
+  const s = Math.round(ms / 1000);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const ss = String(s % 60).padStart(2, '0');
+  return h ? `${h}:${String(m).padStart(2, '0')}:${ss}` : `${m}:${ss}`;
+}
+
+function stepLine(r: StepReport): string {
+  const width = 20;
+  const fill = Math.round((r.step / r.total) * width);
+  const tps = r.tokensPerSecond >= 1000 ? `${(r.tokensPerSecond / 1000).toFixed(1)}k` : r.tokensPerSecond.toFixed(0);
+  return `train [${'#'.repeat(fill)}${'.'.repeat(width - fill)}] ${r.step}/${r.total} loss ${r.loss.toFixed(4)} lr ${r.lr.toExponential(2)} ${tps} tok/s ETA ${clock(r.etaMs)}`;
+}
+
+export async function runTrain(a: TrainArgs, bundledModel: string | undefined): Promise<void> {
+  if (a.epochs !== undefined && a.maxSteps !== undefined) throw new InputError('give --epochs or --max-steps, not both', '--max-steps');
+  const progress = new Progress(!a.quiet);
+  const tty = Boolean(process.stderr.isTTY);
+  let lastLineAt = 0;
+  const onStep = (r: StepReport) => {
+    if (a.json) {
+      process.stdout.write(JSON.stringify({
+        step: r.step, total: r.total, epoch: r.epoch, loss: r.loss, lr: r.lr,
+        grad_norm: r.gradNorm ?? null, tokens_per_s: r.tokensPerSecond, elapsed_ms: r.elapsedMs, eta_ms: r.etaMs,
+      }) + '\n');
+    }
+    if (a.quiet) return;
+    if (tty) {
+      process.stderr.write(`\r\x1b[2K${stepLine(r).slice(0, (process.stderr.columns ?? 120) - 1)}${r.step === r.total ? '\n' : ''}`);
+    } else if (!a.json) {
+      // Logs: every iteration of a short run, about fifty lines of a long one.
+      const every = Math.max(1, Math.floor(r.total / 50));
+      if (r.step === r.total || r.step - lastLineAt >= every) {
+        process.stderr.write(stepLine(r) + '\n');
+        lastLineAt = r.step;
+      }
+    }
+  };
+  const result = await train({
+    stage: a.stage,
+    model: { model: a.model ?? bundledModel, checkpoint: a.checkpoint, llm: a.llm, visualEncoder: a.visualEncoder, visualEncoderAux: a.visualEncoderAux },
+    data: a.data,
+    imageFolder: a.imageFolder,
+    boxes: a.boxes,
+    out: a.out,
+    epochs: a.epochs,
+    maxSteps: a.maxSteps,
+    batchSize: a.batchSize,
+    gradAccum: a.gradAccum,
+    lr: a.lr,
+    schedule: a.lrSchedule,
+    warmupRatio: a.warmupRatio,
+    maxGradNorm: a.maxGradNorm,
+    weightDecay: a.weightDecay,
+    trainable: a.trainable,
+    seed: a.seed,
+    saveEvery: a.saveEvery,
+    resume: a.resume,
+    saveFirstGrads: a.saveFirstGrads,
+    template: a.template,
+    threads: a.threads,
+    onStep,
+    onNote: a.quiet ? undefined : (m) => process.stderr.write(`mgllava: note: ${m}\n`),
+    onPhase: (label, work) => progress.step(label, work),
+  });
+  if (!a.quiet) process.stderr.write(`wrote ${result.out} after ${result.steps} iterations (last loss ${result.lastLoss.toFixed(4)}); chat with it: mgllava chat --model ${result.out}\n`);
+}

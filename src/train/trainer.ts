@@ -1,0 +1,259 @@
+// The training loop of `mgllava train`: the release's two stages (DESIGN.md s7) on our graphs.
+// Per iteration (one batch of `batchSize` samples, what XTuner counts as an iteration): the
+// frozen encoders' features (once per image per run), the step graph's loss and gradients, then
+// every `gradAccum` iterations an update: clip_grad_norm_ (max-norm), AdamW at the schedule's
+// lr for that iteration (mmengine steps the schedule every iteration). The output folder is a
+// model folder that `mgllava chat --model OUT` loads, and a checkpoint that `--resume` continues
+// exactly: the weights, the optimiser moments, the iteration, the data order (a function of
+// the seed and the epoch).
+
+import { relative, resolve } from 'node:path';
+import { InputError } from '../core/errors.js';
+import { decodeImage } from '../preprocess/decode.js';
+import { Tokenizer } from '../tokenizer/tokenizer.js';
+import { getTemplate } from '../tokenizer/templates.js';
+import { ModelSpec, resolveModelFiles } from '../model/model-files.js';
+import { readF32 } from '../weights/types.js';
+import { writeSafetensors } from '../weights/write-safetensors.js';
+import { loadTrainData, TrainSample } from './data.js';
+import { batchFeeds } from './batch.js';
+import { StepRunner, TrainModel, loadTrainModel } from './step-runner.js';
+import { AdamW, accumulationLossFactor, accumulationShouldUpdate, GradAccumulator, clipGradNorm } from './optimizer.js';
+import { ScheduleKind, learningRate } from './schedule.js';
+import { epochOrder } from './rng.js';
+import { CheckpointTensor, readCheckpoint, writeCheckpoint } from './checkpoint.js';
+
+export interface TrainOptions {
+  stage: 1 | 2;
+  model: ModelSpec;
+  data: string;
+  imageFolder?: string;
+  boxes?: string;
+  out: string;
+  /** Epochs (default 1), unless maxSteps is given. */
+  epochs?: number;
+  /** Iterations in all (overrides epochs). */
+  maxSteps?: number;
+  batchSize?: number;
+  gradAccum?: number;
+  /** Default: the release's 1e-3 (stage 1) or 2e-5 (stage 2). */
+  lr?: number;
+  schedule?: ScheduleKind;
+  warmupRatio?: number;
+  /** 0 = no clipping. */
+  maxGradNorm?: number;
+  weightDecay?: number;
+  /** Extra trainable tensors: comma-free patterns over release names, `*` any run of characters. */
+  trainable?: readonly string[];
+  seed?: number;
+  /** Write the checkpoint every N iterations (at the next update), besides at the end. */
+  saveEvery?: number;
+  /** A checkpoint folder written by an earlier run with the same settings. */
+  resume?: string;
+  /** Write the first update's raw gradients (before clipping and the update) here. */
+  saveFirstGrads?: string;
+  template?: string;
+  threads?: number;
+  onStep?: (s: StepReport) => void;
+  onNote?: (message: string) => void;
+  /** Told of slow set-up phases (loading, data). */
+  onPhase?: <T>(label: string, work: () => Promise<T>) => Promise<T>;
+}
+
+export interface StepReport {
+  /** Iterations done (1-based), of `total`. */
+  step: number;
+  total: number;
+  epoch: number;
+  loss: number;
+  lr: number;
+  /** Gradient norm before clipping, on iterations that updated. */
+  gradNorm?: number;
+  /** Sequence positions processed per second in this iteration. */
+  tokensPerSecond: number;
+  elapsedMs: number;
+  etaMs: number;
+}
+
+export interface TrainResult {
+  out: string;
+  steps: number;
+  lastLoss: number;
+  skipped: { reason: string; count: number }[];
+}
+
+const STAGE_MODULES = /^(fuse_module|projector|bbox_projector)\./;
+const RELEASE_LR = { 1: 1e-3, 2: 2e-5 } as const;
+
+/** A release-name pattern with `*` wildcards as a RegExp (a plain name also matches its sub-names). */
+function patternRegex(p: string): RegExp {
+  const body = p.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*');
+  return new RegExp(`^${body}(\\..*)?$`);
+}
+
+export function trainableSelector(stage: 1 | 2, extra: readonly string[] = []): (name: string) => boolean {
+  const res = extra.map(patternRegex);
+  return (n) => STAGE_MODULES.test(n) || (stage === 2 && n.startsWith('llm.')) || res.some((r) => r.test(n));
+}
+
+interface Settings {
+  stage: number;
+  batchSize: number;
+  gradAccum: number;
+  lr: number;
+  schedule: ScheduleKind;
+  warmupRatio: number;
+  maxGradNorm: number;
+  weightDecay: number;
+  seed: number;
+  epochs: number;
+  total: number;
+  trainable: string[];
+  samples: number;
+}
+
+export async function train(o: TrainOptions): Promise<TrainResult> {
+  const phase = o.onPhase ?? (<T>(_l: string, w: () => Promise<T>) => w());
+  const out = resolve(o.out);
+  const files = resolveModelFiles(o.model);
+  if (!files.llm) throw new InputError('no LLM folder: set "llm" in mgllava_config.json or pass --llm', '--llm');
+  const template = getTemplate(o.template ?? files.promptTemplate);
+  const tokenizer = Tokenizer.fromFolder(files.llm);
+  const data = await phase('reading the training data', () => loadTrainData({ data: o.data, imageFolder: o.imageFolder, boxes: o.boxes, tokenizer, template }));
+  for (const s of data.skipped) o.onNote?.(`skipped ${s.count} sample${s.count === 1 ? '' : 's'}: ${s.reason}`);
+  if (data.samples.length === 0) throw new InputError(`${o.data}: no trainable sample (every sample was skipped)`, o.data);
+
+  const batchSize = o.batchSize ?? 1;
+  const perEpoch = Math.ceil(data.samples.length / batchSize);
+  const epochs = o.epochs ?? 1;
+  const total = o.maxSteps ?? epochs * perEpoch;
+  const settings: Settings = {
+    stage: o.stage,
+    batchSize,
+    gradAccum: o.gradAccum ?? 1,
+    lr: o.lr ?? RELEASE_LR[o.stage],
+    schedule: o.schedule ?? 'cosine',
+    warmupRatio: o.warmupRatio ?? 0.03,
+    maxGradNorm: o.maxGradNorm ?? 1,
+    weightDecay: o.weightDecay ?? 0,
+    seed: o.seed ?? 2024,
+    epochs: o.maxSteps === undefined ? epochs : 1,
+    total,
+    trainable: [...(o.trainable ?? [])],
+    samples: data.samples.length,
+  };
+
+  const model = await phase('loading the model', () => loadTrainModel(files, { threads: o.threads }));
+  const runner = new StepRunner(model, trainableSelector(o.stage, o.trainable));
+  try {
+    const values = runner.initialValues();
+    let adam = new AdamW({ weightDecay: settings.weightDecay });
+    let done = 0;
+    if (o.resume) {
+      const ck = readCheckpoint(o.resume);
+      const st = ck.trainerState as { iteration?: number; settings?: Settings };
+      if (!st.settings || typeof st.iteration !== 'number') throw new InputError(`${o.resume}: not a checkpoint of mgllava train (no trainer state)`, o.resume);
+      const diff = (Object.keys(settings) as (keyof Settings)[]).filter((k) => JSON.stringify(st.settings![k]) !== JSON.stringify(settings[k]));
+      if (diff.length) throw new InputError(`${o.resume}: was trained with other settings (${diff.join(', ')}); resume with the same ones`, o.resume);
+      for (const [name, v] of values) {
+        const t = ck.model.get(name);
+        if (!t || t.data.length !== v.length) throw new InputError(`${o.resume}: checkpoint lacks ${name}`, o.resume);
+        v.set(t.data);
+      }
+      if (ck.optimizer) adam = AdamW.fromState(ck.optimizer);
+      done = st.iteration;
+    }
+
+    const acc = new GradAccumulator();
+    let lastSave = done;
+    const t0 = performance.now();
+    let lastLoss = NaN;
+    let firstGradsSaved = false;
+    const image = (s: TrainSample) => () => decodeImage(s.image!);
+    for (let it = done; it < total; it++) {
+      const tIt = performance.now();
+      const epoch = Math.floor(it / perEpoch);
+      const order = epochOrder(data.samples.length, settings.seed, epoch);
+      const pos = (it % perEpoch) * batchSize;
+      const samples = order.slice(pos, pos + batchSize).map((i) => data.samples[i]!);
+      const items = [];
+      for (const s of samples) {
+        const features = s.image
+          ? await model.frozen.features(image(s), s.detections, s.boxOptions, `${s.image}\u0000${JSON.stringify(s.boxOptions)}\u0000${s.detections ? s.id : ''}`)
+          : undefined;
+        items.push({ inputIds: s.inputIds, labels: s.labels, features });
+      }
+      const feeds = batchFeeds(items, model.frozen.grid ** 2);
+      const r = await runner.run(feeds, values);
+      if (!Number.isFinite(r.loss)) throw new InputError(`iteration ${it + 1}: the loss is ${r.loss} (lower --lr?)`);
+      lastLoss = r.loss;
+      // Tensors a text-only batch does not reach get zero gradients, as the release's zero image does.
+      for (const [name, v] of values) if (!r.grads.has(name)) r.grads.set(name, new Float32Array(v.length));
+      acc.add(r.grads, accumulationLossFactor(it, settings.gradAccum, total));
+      const lr = learningRate(it, { baseLr: settings.lr, totalSteps: total, warmupRatio: settings.warmupRatio, schedule: settings.schedule, epochs: settings.epochs });
+      let gradNorm: number | undefined;
+      if (accumulationShouldUpdate(it, settings.gradAccum, total)) {
+        const grads = acc.take();
+        if (o.saveFirstGrads && !firstGradsSaved) {
+          writeSafetensors(o.saveFirstGrads, [...grads].map(([name, g]) => ({ name, dtype: 'F32' as const, shape: shapeOf(runner, name), data: g })));
+          firstGradsSaved = true;
+        }
+        gradNorm = clipGradNorm(grads, settings.maxGradNorm);
+        adam.step(values, grads, lr);
+        // Checkpoints only at updates: nothing of an accumulation window is left unsaved.
+        if (it + 1 === total || (o.saveEvery !== undefined && it + 1 - lastSave >= o.saveEvery)) {
+          saveCheckpoint(out, model, runner, values, adam, { iteration: it + 1, settings });
+          lastSave = it + 1;
+        }
+      }
+      const now = performance.now();
+      const elapsed = now - t0;
+      const per = elapsed / (it + 1 - done);
+      o.onStep?.({
+        step: it + 1, total, epoch, loss: r.loss, lr, gradNorm,
+        tokensPerSecond: (feeds.batch * feeds.seq) / ((now - tIt) / 1000),
+        elapsedMs: elapsed, etaMs: per * (total - it - 1),
+      });
+    }
+    return { out, steps: total, lastLoss, skipped: data.skipped };
+  } finally {
+    await runner.release();
+  }
+}
+
+function shapeOf(runner: StepRunner, name: string): readonly number[] {
+  return runner.trainable.find((t) => t.name === name)!.shape;
+}
+
+/**
+ * The output folder: the input checkpoint's tensors with the trained ones in their place (all
+ * float32), the optimiser and trainer state, and an mgllava_config.json naming the frozen parts
+ * (paths relative to the folder) so that it loads as a model.
+ */
+function saveCheckpoint(out: string, model: TrainModel, runner: StepRunner, values: Map<string, Float32Array>, adam: AdamW, state: Record<string, unknown>): void {
+  const tensors = new Map<string, CheckpointTensor>();
+  for (const key of model.checkpoint.keys()) {
+    const ref = model.checkpoint.get(key)!;
+    tensors.set(key, { shape: ref.shape, data: values.get(key) ?? readF32(ref) });
+  }
+  for (const t of runner.trainable) tensors.set(t.name, { shape: t.shape, data: values.get(t.name)! });
+  const f = model.files;
+  const rel = (p: string) => relative(out, p) || '.';
+  const config = {
+    llm: rel(f.llm!),
+    visual_encoder: rel(f.visualEncoder),
+    visual_encoder_aux: rel(f.visualEncoderAux),
+    prompt_template: f.promptTemplate,
+    visual_select_layer: f.vision.visualSelectLayer,
+    image_size_aux: f.vision.imageSizeAux,
+    box_feat_size: f.vision.boxFeatSize,
+    projector_depth: f.vision.projectorDepth,
+    trained: { stage: (state.settings as Settings).stage, iterations: state.iteration, frozen: ['visual_encoder', 'visual_encoder_aux', ...((state.settings as Settings).stage === 1 ? ['llm'] : [])] },
+  };
+  writeCheckpoint(out, {
+    model: tensors,
+    optimizer: adam.getState(),
+    trainerState: state,
+    files: new Map([['mgllava_config.json', JSON.stringify(config, null, 1) + '\n']]),
+  });
+}
