@@ -187,6 +187,8 @@ export function buildProgram(): Command {
     .option('--warmup-ratio <x>', 'fraction of the iterations warming up linearly from 1e-5 x lr', ratio, 0.03)
     .option('--max-grad-norm <x>', 'clip the gradient norm to this (0: off)', nonNegative, 1)
     .option('--weight-decay <x>', 'AdamW decoupled weight decay', nonNegative, 0)
+    .option('--lora <r>', 'train LoRA adapters of rank r on the LLM\'s linear layers instead of the LLM (merged into llm.* on save; the adapter also on its own)', positiveInt)
+    .option('--lora-alpha <a>', 'LoRA scale numerator: updates are scaled by alpha / r (default: r)', positive)
     .option('--trainable <patterns>', 'also train these tensors, by checkpoint name (`*` wildcards, comma-separated; e.g. "llm.model.norm*")', collect)
     .option('--seed <n>', 'seed of the data order', nonNegativeInt, 2024)
     .option('--save-every <n>', 'write the checkpoint every n iterations too (always at the end)', positiveInt)

@@ -28,6 +28,8 @@ export interface TrainArgs {
   maxGradNorm: number;
   weightDecay: number;
   trainable?: string[];
+  lora?: number;
+  loraAlpha?: number;
   seed: number;
   saveEvery?: number;
   resume?: string;
@@ -54,6 +56,7 @@ function stepLine(r: StepReport): string {
 }
 
 export async function runTrain(a: TrainArgs, bundledModel: string | undefined): Promise<void> {
+  if (a.loraAlpha !== undefined && a.lora === undefined) throw new InputError('--lora-alpha needs --lora', '--lora-alpha');
   if (a.epochs !== undefined && a.maxSteps !== undefined) throw new InputError('give --epochs or --max-steps, not both', '--max-steps');
   const progress = new Progress(!a.quiet);
   const tty = Boolean(process.stderr.isTTY);
@@ -94,6 +97,7 @@ export async function runTrain(a: TrainArgs, bundledModel: string | undefined): 
     maxGradNorm: a.maxGradNorm,
     weightDecay: a.weightDecay,
     trainable: a.trainable,
+    lora: a.lora === undefined ? undefined : { r: a.lora, alpha: a.loraAlpha ?? a.lora },
     seed: a.seed,
     saveEvery: a.saveEvery,
     resume: a.resume,

@@ -6,6 +6,7 @@ import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { InputError } from '../core/errors.js';
 import { VisionSettings } from './mg-llava-vision.js';
+import { isDeepSpeedCheckpoint } from '../weights/zero-checkpoint.js';
 
 export interface ModelSpec {
   /** Folder with mgllava_config.json (or the config file itself). */
@@ -139,10 +140,14 @@ function detectorFiles(entry: unknown, flag: string | undefined, base: string | 
   return out;
 }
 
-/** model.safetensors (or its index), else the one .pth/.bin file in the folder. */
+/**
+ * model.safetensors (or its index), else the one .pth/.bin file in the folder: a torch file, or a
+ * DeepSpeed checkpoint folder (xtuner names those `iter_N.pth/` too; DeepSpeed's own default tag
+ * is `global_stepN/`, so any DeepSpeed folder counts whatever its name).
+ */
 function findCheckpoint(folder: string): string | undefined {
   for (const n of CHECKPOINT_NAMES) if (existsSync(join(folder, n))) return join(folder, n);
-  const torch = readdirSync(folder).filter((f) => /\.(pth|bin|pt)$/.test(f));
+  const torch = readdirSync(folder).filter((f) => /\.(pth|bin|pt)$/.test(f) || isDeepSpeedCheckpoint(join(folder, f)));
   if (torch.length === 1) return join(folder, torch[0]!);
   if (torch.length > 1) throw new InputError(`${folder}: several checkpoints (${torch.join(', ')}); name one with "checkpoint" or --checkpoint`, folder);
   return undefined;

@@ -49,6 +49,8 @@ export interface StepGraphSpec {
   trainable: (releaseName: string) => boolean;
   /** Whether the batch has images (a text-only batch has no visual inputs). */
   withImages: boolean;
+  /** LoRA's alpha / r when `llm` holds adapters. */
+  loraScale?: number;
 }
 
 export interface TrainableTensor {
@@ -104,7 +106,7 @@ export function buildStepGraph(s: StepGraphSpec): StepGraph {
   const all = g.op1('Concat', rows, { axis: 0 }, { name: 'embed_rows' });
   const idx = g.input(STEP_NAMES.gatherIdx, 'I64', ['batch', 'seq']);
   const embeds = g.op1('Gather', [all, idx], { axis: 0 }, { name: 'inputs_embeds' });
-  const logits = trainDecoder(g, s.llm, c, embeds, { trainable: lm });
+  const logits = trainDecoder(g, s.llm, c, embeds, { trainable: lm, loraScale: s.loraScale });
   const targets = g.input(STEP_NAMES.targets, 'I64', ['batch', 'seq']);
   const loss = g.op1('SoftmaxCrossEntropyLoss', [
     g.op1('Reshape', [logits, g.constI64([-1, c.vocabSize])]),

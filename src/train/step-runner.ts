@@ -82,6 +82,7 @@ export class StepRunner {
     private readonly model: TrainModel,
     private readonly wants: (name: string) => boolean,
     private readonly threads?: number,
+    private readonly loraScale?: number,
   ) {
     this.trainable = this.build(true).trainable;
     if (this.trainable.length === 0) throw new InputError('nothing to train: no tensor matches the trainable modules');
@@ -89,7 +90,7 @@ export class StepRunner {
 
   private build(withImages: boolean) {
     const m = this.model;
-    return buildStepGraph({ checkpoint: m.checkpoint, llm: m.llm, llmConfig: m.llmConfig, shapes: m.shapes, trainable: this.wants, withImages });
+    return buildStepGraph({ checkpoint: m.checkpoint, llm: m.llm, llmConfig: m.llmConfig, shapes: m.shapes, trainable: this.wants, withImages, loraScale: this.loraScale });
   }
 
   /** The trainable tensors' starting values in float32 (bf16/f16 upcast), by release name. */

@@ -7,14 +7,17 @@
 // exactly: the weights, the optimiser moments, the iteration, the data order (a function of
 // the seed and the epoch).
 
-import { relative, resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { InputError } from '../core/errors.js';
 import { decodeImage } from '../preprocess/decode.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
 import { getTemplate } from '../tokenizer/templates.js';
 import { ModelSpec, resolveModelFiles } from '../model/model-files.js';
-import { readF32 } from '../weights/types.js';
-import { writeSafetensors } from '../weights/write-safetensors.js';
+import { existsSync } from 'node:fs';
+import { OverlayStore, WeightStore, readF32 } from '../weights/types.js';
+import { SafetensorsStore } from '../weights/safetensors.js';
+import { safetensorsBytes, writeSafetensors } from '../weights/write-safetensors.js';
+import { LoraSettings, LoraTarget, MemoryStore, adapterConfig, initLora, loraA, loraB, loraTargets, mergedWeight, peftName } from './lora.js';
 import { loadTrainData, TrainSample } from './data.js';
 import { batchFeeds } from './batch.js';
 import { StepRunner, TrainModel, loadTrainModel } from './step-runner.js';
@@ -43,6 +46,8 @@ export interface TrainOptions {
   /** 0 = no clipping. */
   maxGradNorm?: number;
   weightDecay?: number;
+  /** LoRA adapters on the LLM's linear layers (the LLM itself stays frozen). */
+  lora?: LoraSettings;
   /** Extra trainable tensors: comma-free patterns over release names, `*` any run of characters. */
   trainable?: readonly string[];
   seed?: number;
@@ -91,9 +96,12 @@ function patternRegex(p: string): RegExp {
   return new RegExp(`^${body}(\\..*)?$`);
 }
 
-export function trainableSelector(stage: 1 | 2, extra: readonly string[] = []): (name: string) => boolean {
+const LORA_TENSOR = /^llm\..*\.lora_[AB]\.weight$/;
+
+/** Which tensors learn: the stage's modules (the whole LLM in stage 2, or its LoRA adapters), plus `extra` patterns. */
+export function trainableSelector(stage: 1 | 2, extra: readonly string[] = [], lora = false): (name: string) => boolean {
   const res = extra.map(patternRegex);
-  return (n) => STAGE_MODULES.test(n) || (stage === 2 && n.startsWith('llm.')) || res.some((r) => r.test(n));
+  return (n) => STAGE_MODULES.test(n) || (lora ? LORA_TENSOR.test(n) : stage === 2 && n.startsWith('llm.')) || res.some((r) => r.test(n));
 }
 
 interface Settings {
@@ -110,6 +118,7 @@ interface Settings {
   total: number;
   trainable: string[];
   samples: number;
+  lora: LoraSettings | null;
 }
 
 export async function train(o: TrainOptions): Promise<TrainResult> {
@@ -141,10 +150,20 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     total,
     trainable: [...(o.trainable ?? [])],
     samples: data.samples.length,
+    lora: o.lora ?? null,
   };
+  if (o.lora && !(Number.isInteger(o.lora.r) && o.lora.r > 0 && o.lora.alpha > 0)) throw new InputError('--lora needs a positive integer rank and a positive --lora-alpha', '--lora');
 
-  const model = await phase('loading the model', () => loadTrainModel(files, { threads: o.threads }));
-  const runner = new StepRunner(model, trainableSelector(o.stage, o.trainable));
+  const loaded = await phase('loading the model', () => loadTrainModel(files, { threads: o.threads }));
+  let model = loaded;
+  let lora: LoraState | undefined;
+  if (o.lora) {
+    const targets = loraTargets(loaded.llm, loaded.llmConfig);
+    const adapters = o.resume ? readAdapters(o.resume, targets) : initLora(targets, o.lora, settings.seed);
+    lora = { settings: o.lora, targets, base: loaded.llm };
+    model = { ...loaded, llm: new OverlayStore(`${loaded.llm.path} + LoRA`, [loaded.llm, new MemoryStore('LoRA adapters', adapters)]) };
+  }
+  const runner = new StepRunner(model, trainableSelector(o.stage, o.trainable, !!o.lora), o.threads, o.lora && o.lora.alpha / o.lora.r);
   try {
     const values = runner.initialValues();
     let adam = new AdamW({ weightDecay: settings.weightDecay });
@@ -156,6 +175,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       const diff = (Object.keys(settings) as (keyof Settings)[]).filter((k) => JSON.stringify(st.settings![k]) !== JSON.stringify(settings[k]));
       if (diff.length) throw new InputError(`${o.resume}: was trained with other settings (${diff.join(', ')}); resume with the same ones`, o.resume);
       for (const [name, v] of values) {
+        if (LORA_TENSOR.test(name)) continue; // read with the adapters above
         const t = ck.model.get(name);
         if (!t || t.data.length !== v.length) throw new InputError(`${o.resume}: checkpoint lacks ${name}`, o.resume);
         v.set(t.data);
@@ -202,7 +222,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         adam.step(values, grads, lr);
         // Checkpoints only at updates: nothing of an accumulation window is left unsaved.
         if (it + 1 === total || (o.saveEvery !== undefined && it + 1 - lastSave >= o.saveEvery)) {
-          saveCheckpoint(out, model, runner, values, adam, { iteration: it + 1, settings });
+          saveCheckpoint(out, model, runner, values, adam, { iteration: it + 1, settings }, lora);
           lastSave = it + 1;
         }
       }
@@ -230,15 +250,33 @@ function shapeOf(runner: StepRunner, name: string): readonly number[] {
  * float32), the optimiser and trainer state, and an mgllava_config.json naming the frozen parts
  * (paths relative to the folder) so that it loads as a model.
  */
-function saveCheckpoint(out: string, model: TrainModel, runner: StepRunner, values: Map<string, Float32Array>, adam: AdamW, state: Record<string, unknown>): void {
+function saveCheckpoint(out: string, model: TrainModel, runner: StepRunner, values: Map<string, Float32Array>, adam: AdamW, state: Record<string, unknown>, lora?: LoraState): void {
   const tensors = new Map<string, CheckpointTensor>();
   for (const key of model.checkpoint.keys()) {
     const ref = model.checkpoint.get(key)!;
     tensors.set(key, { shape: ref.shape, data: values.get(key) ?? readF32(ref) });
   }
-  for (const t of runner.trainable) tensors.set(t.name, { shape: t.shape, data: values.get(t.name)! });
+  for (const t of runner.trainable) if (!LORA_TENSOR.test(t.name)) tensors.set(t.name, { shape: t.shape, data: values.get(t.name)! });
+  const files = new Map<string, string | Uint8Array>();
+  if (lora) {
+    // Chat reads the merged weights under llm.*; the adapter goes alone, in PEFT's names.
+    const adapter = [];
+    for (const t of lora.targets) {
+      const A = values.get(`llm.${loraA(t.module)}`)!;
+      const B = values.get(`llm.${loraB(t.module)}`)!;
+      tensors.set(`llm.${t.module}.weight`, { shape: [t.out, t.in], data: mergedWeight(lora.base, t, A, B, lora.settings) });
+      adapter.push({ name: peftName(loraA(t.module)), dtype: 'F32' as const, shape: [lora.settings.r, t.in], data: A });
+      adapter.push({ name: peftName(loraB(t.module)), dtype: 'F32' as const, shape: [t.out, lora.settings.r], data: B });
+    }
+    files.set(ADAPTER_FILE, safetensorsBytes(adapter));
+    files.set(ADAPTER_CONFIG, JSON.stringify(adapterConfig(lora.settings, lora.targets, model.files.llm!), null, 1) + '\n');
+  }
   const f = model.files;
-  const rel = (p: string) => relative(out, p) || '.';
+  // Relative paths while the parts sit near the output (a project folder), else absolute.
+  const rel = (p: string) => {
+    const r = relative(out, p);
+    return r.split(/[\\/]/).filter((x) => x === '..').length <= 2 ? r || '.' : p;
+  };
   const config = {
     llm: rel(f.llm!),
     visual_encoder: rel(f.visualEncoder),
@@ -248,12 +286,43 @@ function saveCheckpoint(out: string, model: TrainModel, runner: StepRunner, valu
     image_size_aux: f.vision.imageSizeAux,
     box_feat_size: f.vision.boxFeatSize,
     projector_depth: f.vision.projectorDepth,
-    trained: { stage: (state.settings as Settings).stage, iterations: state.iteration, frozen: ['visual_encoder', 'visual_encoder_aux', ...((state.settings as Settings).stage === 1 ? ['llm'] : [])] },
+    trained: {
+      stage: (state.settings as Settings).stage,
+      iterations: state.iteration,
+      frozen: ['visual_encoder', 'visual_encoder_aux', ...((state.settings as Settings).stage === 1 || lora ? ['llm'] : [])],
+      ...(lora ? { lora: { r: lora.settings.r, alpha: lora.settings.alpha, merged_into: 'llm.*', adapter: ADAPTER_FILE } } : {}),
+    },
   };
   writeCheckpoint(out, {
     model: tensors,
     optimizer: adam.getState(),
     trainerState: state,
-    files: new Map([['mgllava_config.json', JSON.stringify(config, null, 1) + '\n']]),
+    files: new Map([...files, ['mgllava_config.json', JSON.stringify(config, null, 1) + '\n']]),
   });
+}
+
+interface LoraState {
+  settings: LoraSettings;
+  targets: LoraTarget[];
+  /** The frozen LLM's tensors the adapters merge into. */
+  base: WeightStore;
+}
+
+const ADAPTER_FILE = 'adapter_model.safetensors';
+const ADAPTER_CONFIG = 'adapter_config.json';
+
+/** The adapters of a checkpoint folder, under the training names (`<module>.lora_A.weight`). */
+function readAdapters(dir: string, targets: readonly LoraTarget[]): Map<string, { shape: number[]; data: Float32Array }> {
+  const path = join(dir, ADAPTER_FILE);
+  if (!existsSync(path)) throw new InputError(`${dir}: no ${ADAPTER_FILE} (was this run trained with --lora?)`, dir);
+  const store = SafetensorsStore.open(path);
+  const out = new Map<string, { shape: number[]; data: Float32Array }>();
+  for (const t of targets) {
+    for (const key of [loraA(t.module), loraB(t.module)]) {
+      const ref = store.get(peftName(key));
+      if (!ref) throw new InputError(`${path}: lacks ${peftName(key)}`, path);
+      out.set(key, { shape: [...ref.shape], data: Float32Array.from(readF32(ref)) });
+    }
+  }
+  return out;
 }

@@ -1,5 +1,6 @@
 // One entry point for every weight format a model folder may hold: a file (safetensors, a
-// sharded index, a torch zip checkpoint) or a folder holding one under a conventional name.
+// sharded index, a torch zip checkpoint), a DeepSpeed checkpoint folder (xtuner's `iter_N.pth/`
+// under ZeRO), or a folder holding one of these under a conventional name.
 
 import { statSync, readdirSync } from 'node:fs';
 import { readHead } from './file-io.js';
@@ -9,19 +10,19 @@ import { WeightStore } from './types.js';
 import { SafetensorsStore } from './safetensors.js';
 import { ShardedStore } from './sharded.js';
 import { TorchCheckpointStore } from './torch-checkpoint.js';
+import { ZeroCheckpointStore, isDeepSpeedCheckpoint } from './zero-checkpoint.js';
 import { looksLikeZip } from './zip.js';
 
 /**
- * File names tried in a folder, in this order: the Hugging Face conventions, then the model
- * states file of a DeepSpeed checkpoint folder (xtuner's `iter_N.pth/` when trained with ZeRO),
- * whose state dict sits under `module`.
+ * File names tried in a folder, in this order: the Hugging Face conventions. A DeepSpeed
+ * checkpoint folder (model states files, or a `latest` file naming one) is recognised first and
+ * read by zero-checkpoint.ts.
  */
 export const WEIGHT_FILE_NAMES = [
   'model.safetensors',
   'model.safetensors.index.json',
   'pytorch_model.bin',
   'pytorch_model.bin.index.json',
-  'mp_rank_00_model_states.pt',
 ];
 
 /** Any weight file in a folder, when none of the conventional names is there. */
@@ -39,6 +40,7 @@ export function openWeights(path: string): WeightStore {
 }
 
 function openFolder(dir: string): WeightStore {
+  if (isDeepSpeedCheckpoint(dir)) return ZeroCheckpointStore.open(dir);
   const names = readdirSync(dir);
   for (const n of WEIGHT_FILE_NAMES) if (names.includes(n)) return openFile(join(dir, n));
   // e.g. open_clip's `open_clip_model.safetensors`: accept a single unambiguous weight file

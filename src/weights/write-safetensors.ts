@@ -29,6 +29,17 @@ function asBytes(d: Uint8Array | Float32Array): Uint8Array {
  * spaces to a multiple of 8 bytes so the data block stays 8-byte aligned), data in the given order.
  */
 export function writeSafetensors(path: string, tensors: readonly TensorToWrite[], metadata?: Readonly<Record<string, string>>): void {
+  const { prefix, headerBytes, blobs } = encode(tensors, metadata);
+  writeFileAtomically(path, [prefix, headerBytes, ...blobs]);
+}
+
+/** The whole safetensors file in memory (small files: adapters, test data). */
+export function safetensorsBytes(tensors: readonly TensorToWrite[], metadata?: Readonly<Record<string, string>>): Uint8Array {
+  const { prefix, headerBytes, blobs } = encode(tensors, metadata);
+  return Buffer.concat([prefix, headerBytes, ...blobs]);
+}
+
+function encode(tensors: readonly TensorToWrite[], metadata?: Readonly<Record<string, string>>): { prefix: Buffer; headerBytes: Buffer; blobs: Uint8Array[] } {
   if (endianness() !== 'LE') throw new Error('writeSafetensors assumes a little-endian host');
   // Null prototype: tensor names such as `constructor` or `__proto__` are plain keys.
   const header = Object.create(null) as Record<string, unknown>;
@@ -56,7 +67,10 @@ export function writeSafetensors(path: string, tensors: readonly TensorToWrite[]
   const headerBytes = Buffer.from(json, 'utf8');
   const prefix = Buffer.alloc(8);
   prefix.writeBigUInt64LE(BigInt(headerBytes.length), 0);
+  return { prefix, headerBytes, blobs };
+}
 
+function writeFileAtomically(path: string, parts: readonly Uint8Array[]): void {
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   let fd: number;
   try {
@@ -66,9 +80,7 @@ export function writeSafetensors(path: string, tensors: readonly TensorToWrite[]
   }
   try {
     try {
-      writeAll(fd, prefix);
-      writeAll(fd, headerBytes);
-      for (const b of blobs) writeAll(fd, b);
+      for (const b of parts) writeAll(fd, b);
       fsyncSync(fd);
     } finally {
       closeSync(fd);

@@ -81,12 +81,28 @@ export class LlmParams {
     private readonly prefix = '',
     /** Training: the tensors fed as inputs (model/params.ts). */
     private readonly trainable?: TrainableInputs,
+    /**
+     * Training with LoRA: alpha / r. A linear whose store holds `<module>.lora_A.weight` and
+     * `.lora_B.weight` then adds scale * (x A^T) B^T (src/train/lora.ts).
+     */
+    private readonly loraScale?: number,
   ) {
     this.p = new Params(g, store, prefix, trainable);
   }
 
   sub(prefix: string): LlmParams {
-    return new LlmParams(this.g, this.store, this.quant, this.prefix + prefix, this.trainable);
+    return new LlmParams(this.g, this.store, this.quant, this.prefix + prefix, this.trainable, this.loraScale);
+  }
+
+  /** y + scale * (x A^T) B^T when the module has LoRA adapters (training only). */
+  private withLora(x: Value, y: Value, module: string, out: number, inp: number, name: string): Value {
+    if (this.loraScale === undefined) return y;
+    const a = this.store.get(`${this.prefix}${module}.lora_A.weight`);
+    if (!a) return y;
+    const r = a.shape[0]!;
+    const down = linear(this.g, x, this.take(`${module}.lora_A.weight`, [r, inp]), null, `${name}.lora_a`);
+    const upd = linear(this.g, down, this.take(`${module}.lora_B.weight`, [out, r]), null, `${name}.lora_b`);
+    return this.g.op1('Add', [y, this.g.op1('Mul', [upd, this.g.constF32([this.loraScale], [])])], {}, { name: `${name}.lora` });
   }
 
   take(key: string, shape: readonly number[]): Value {
@@ -108,7 +124,7 @@ export class LlmParams {
    */
   linear(x: Value, module: string, out: number, inp: number, bias: boolean, name: string): Value {
     const b = bias ? this.take(`${module}.bias`, [out]) : null;
-    if (!this.isQuantized(module)) return linear(this.g, x, this.take(`${module}.weight`, [out, inp]), b, name);
+    if (!this.isQuantized(module)) return this.withLora(x, linear(this.g, x, this.take(`${module}.weight`, [out, inp]), b, name), module, out, inp, name);
     const y = this.nbits(x, module, out, inp, { start: 0, count: out }, `${name}.mm`);
     return b ? this.g.op1('Add', [y, b], {}, { name }) : y;
   }
@@ -126,7 +142,7 @@ export class LlmParams {
   linearParts(x: Value, module: string, parts: readonly number[], inp: number, name: string): Value[] {
     const out = parts.reduce((a, b) => a + b, 0);
     if (!this.isQuantized(module)) {
-      const y = linear(this.g, x, this.take(`${module}.weight`, [out, inp]), null, `${name}_proj`);
+      const y = this.withLora(x, linear(this.g, x, this.take(`${module}.weight`, [out, inp]), null, `${name}_proj`), module, out, inp, `${name}_proj`);
       return this.g.op('Split', [y, this.g.constI64(parts)], { axis: -1 }, { outputs: parts.length, name });
     }
     let start = 0;

@@ -20,11 +20,13 @@ export interface TrainDecoderOptions {
   trainable?: TrainableInputs;
   /** Frozen linears stored quantized run on MatMulNBits (no gradient into their weights). */
   quantization?: QuantizedLinears;
+  /** LoRA's alpha / r, when the store holds adapters (src/train/lora.ts). */
+  loraScale?: number;
 }
 
 /** inputs_embeds [B, T, H] -> logits [B, T, V]. */
 export function trainDecoder(g: Graph, store: WeightStore, c: LlmConfig, embeds: Value, o: TrainDecoderOptions = {}): Value {
-  const p = new LlmParams(g, store, o.quantization, '', o.trainable);
+  const p = new LlmParams(g, store, o.quantization, '', o.trainable, o.loraScale);
   const layout = layerLayout(c);
   const H = c.hiddenSize;
   const rope = ropeTables(g, c, embeds);
