@@ -189,3 +189,166 @@ export class Pickle {
     return Uint8Array.from(this.out);
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// torch.save from JS values: whole trainer checkpoints (mmengine / xtuner `iter_N.pth`, DeepSpeed
+// `*_model_states.pt`), written the way torch.save writes them (pickle protocol 2, one storage
+// entry per tensor, `<name>/data.pkl`, `<name>/byteorder`, `<name>/version`).
+
+/** A tensor with its own storage. `bytes` are little-endian, row-major, contiguous. */
+export class TorchTensorV {
+  constructor(readonly dtype: 'F32' | 'F16' | 'BF16', readonly shape: readonly number[], readonly bytes: Uint8Array) {}
+}
+/** A Python tuple. */
+export class TupleV {
+  constructor(readonly items: readonly PickleValue[]) {}
+}
+/** `torch.Size([...])`, as DeepSpeed's `param_shapes` hold. */
+export class TorchSizeV {
+  constructor(readonly dims: readonly number[]) {}
+}
+/** A Python float even when the value is integral (JS numbers that are integers become ints). */
+export class FloatV {
+  constructor(readonly value: number) {}
+}
+/** `collections.OrderedDict`; `metadata` adds the `_metadata` attribute a module state_dict() carries. */
+export class OrderedDictV {
+  constructor(readonly entries: readonly (readonly [string, PickleValue])[], readonly metadata = false) {}
+}
+/** `set(items)`: protocol 2 has no set opcode, so it is `__builtin__.set([items])` (DeepSpeed's `sparse_tensor_module_names`). */
+export class SetV {
+  constructor(readonly items: readonly PickleValue[]) {}
+}
+/**
+ * An instance of a plain Python class: protocol 2 writes `cls`, `()`, NEWOBJ, then its `__dict__`
+ * and BUILD (mmengine's `HistoryBuffer` in `message_hub`).
+ */
+export class ObjectV {
+  constructor(readonly module: string, readonly name: string, readonly state: PickleValue) {}
+}
+/**
+ * A 1-D float64 numpy array, as `ndarray.__reduce__` writes it under protocol 2:
+ * `numpy.core.multiarray._reconstruct(numpy.ndarray, (0,), b'b')` then BUILD
+ * `(1, (n,), numpy.dtype('f8', False, True) + BUILD (3, '<', ...), False, raw bytes)`; bytes objects
+ * become `_codecs.encode(latin-1 text, 'latin1')` under protocol 2.
+ */
+export class NdArrayV {
+  constructor(readonly values: readonly number[]) {}
+}
+
+export type PickleValue =
+  | null
+  | boolean
+  | number
+  | string
+  | readonly PickleValue[]
+  | { readonly [key: string]: PickleValue }
+  | TorchTensorV
+  | TupleV
+  | TorchSizeV
+  | FloatV
+  | OrderedDictV
+  | SetV
+  | ObjectV
+  | NdArrayV;
+
+const TORCH_STORAGE: Record<TorchTensorV['dtype'], string> = { F32: 'FloatStorage', F16: 'HalfStorage', BF16: 'BFloat16Storage' };
+const TORCH_ELEMENT_BYTES: Record<TorchTensorV['dtype'], number> = { F32: 4, F16: 2, BF16: 2 };
+
+function pickleFloat(p: Pickle, v: number): void {
+  const b = Buffer.alloc(8);
+  b.writeDoubleBE(v);
+  p.op(0x47); // BINFLOAT
+  for (const x of b) p.op(x);
+}
+
+function pickleBytesProto2(p: Pickle, bytes: Uint8Array): void {
+  p.global('_codecs', 'encode').mark().str(Buffer.from(bytes).toString('latin1')).str('latin1').tuple().reduce();
+}
+
+function pickleInto(p: Pickle, v: PickleValue, storages: Uint8Array[]): void {
+  if (v === null) p.none();
+  else if (typeof v === 'boolean') p.bool(v);
+  else if (typeof v === 'number') {
+    if (Number.isInteger(v)) p.int(v);
+    else pickleFloat(p, v);
+  } else if (typeof v === 'string') p.str(v);
+  else if (v instanceof FloatV) pickleFloat(p, v.value);
+  else if (v instanceof TupleV) {
+    p.mark();
+    for (const x of v.items) pickleInto(p, x, storages);
+    p.tuple();
+  } else if (v instanceof TorchSizeV) p.global('torch', 'Size').mark().ints(v.dims).tuple().reduce();
+  else if (v instanceof TorchTensorV) {
+    const key = String(storages.length);
+    storages.push(v.bytes);
+    const numel = v.bytes.length / TORCH_ELEMENT_BYTES[v.dtype];
+    const stride = v.shape.map((_, i) => v.shape.slice(i + 1).reduce((a, b) => a * b, 1));
+    p.tensor({ storageType: TORCH_STORAGE[v.dtype], key, numel, offset: 0, size: v.shape, stride });
+  } else if (v instanceof OrderedDictV) {
+    p.orderedDict();
+    if (v.entries.length) {
+      p.mark();
+      for (const [k, x] of v.entries) {
+        p.str(k);
+        pickleInto(p, x, storages);
+      }
+      p.setitems();
+    }
+    if (v.metadata) p.emptyDict().mark().str('_metadata').orderedDict().setitems().build();
+  } else if (v instanceof SetV) {
+    p.global('__builtin__', 'set').mark().op(0x5d); // EMPTY_LIST
+    if (v.items.length) {
+      p.mark();
+      for (const x of v.items) pickleInto(p, x, storages);
+      p.op(0x65); // APPENDS
+    }
+    p.tuple().reduce();
+  } else if (v instanceof ObjectV) {
+    p.global(v.module, v.name).emptyTuple().op(0x81); // NEWOBJ
+    pickleInto(p, v.state, storages);
+    p.build();
+  } else if (v instanceof NdArrayV) {
+    p.global('numpy.core.multiarray', '_reconstruct').mark().global('numpy', 'ndarray').ints([0]);
+    pickleBytesProto2(p, Buffer.from('b'));
+    p.tuple().reduce();
+    p.mark().int(1).ints([v.values.length]);
+    p.global('numpy', 'dtype').mark().str('f8').bool(false).bool(true).tuple().reduce();
+    p.mark().int(3).str('<').none().none().none().int(-1).int(-1).int(0).tuple().build();
+    p.bool(false);
+    pickleBytesProto2(p, new Uint8Array(Float64Array.from(v.values).buffer));
+    p.tuple().build();
+  } else if (Array.isArray(v)) {
+    p.op(0x5d); // EMPTY_LIST
+    if (v.length) {
+      p.mark();
+      for (const x of v) pickleInto(p, x, storages);
+      p.op(0x65); // APPENDS
+    }
+  } else {
+    p.emptyDict();
+    const entries = Object.entries(v as { [key: string]: PickleValue });
+    if (entries.length) {
+      p.mark();
+      for (const [k, x] of entries) {
+        p.str(k);
+        pickleInto(p, x, storages);
+      }
+      p.setitems();
+    }
+  }
+}
+
+/** The bytes torch.save(value, `<archive>.pt`) would write (zip, 64-byte aligned storages). */
+export function torchSave(value: PickleValue, archive = 'archive'): Buffer {
+  const storages: Uint8Array[] = [];
+  const p = new Pickle().proto();
+  pickleInto(p, value, storages);
+  const entries: ZipInput[] = [
+    { name: `${archive}/data.pkl`, data: p.stop().bytes() },
+    { name: `${archive}/byteorder`, data: Buffer.from('little') },
+    ...storages.map((data, i) => ({ name: `${archive}/data/${i}`, data })),
+    { name: `${archive}/version`, data: Buffer.from('3\n') },
+  ];
+  return buildZip(entries, { align: 64 });
+}
