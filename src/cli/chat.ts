@@ -19,7 +19,8 @@ export interface ChatArgs extends ModelSpec {
   boxes?: string;
   visualCache?: string;
   template?: string;
-  system?: string;
+  /** false: --no-system (no system block). */
+  system?: string | false;
   maxNewTokens: number;
   temperature: number;
   topK: number;
@@ -79,7 +80,7 @@ export async function runChat(question: string | undefined, a: ChatArgs): Promis
       seed: a.seed,
     };
     const ask = (prompt: string, history: ChatTurn[]) =>
-      answer(model, { prompt, history, system: a.system, generation, visualTokens: visual }, !a.json);
+      answer(model, { prompt, history, system: a.system === false ? null : a.system, generation, visualTokens: visual }, !a.json);
     if (question !== undefined) {
       const r = await ask(question, []);
       if (a.json) process.stdout.write(`${JSON.stringify(toJson(r, loadMs, encodeMs, found && { found, ms: detectMs }))}\n`);

@@ -2,6 +2,8 @@
 // plain "step ... done (1.2 s)" lines otherwise (logs, CI), nothing with --quiet. Long loops over
 // countable items (tensors) get a bar: live on a terminal, a line per tenth otherwise.
 
+import { InputError } from '../core/errors.js';
+
 const FRAMES = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
 
 export class Progress {
@@ -29,7 +31,12 @@ export class Progress {
       this.finish(label, `done (${secs()} s)`);
       return r;
     } catch (e) {
-      this.finish(label, 'failed');
+      // A user mistake is told in one line of its own (the CLI's contract): no "failed" line.
+      if (e instanceof InputError) {
+        if (this.tty) this.out.write('\r\x1b[2K');
+      } else {
+        this.finish(label, 'failed');
+      }
       throw e;
     } finally {
       if (timer) clearInterval(timer);

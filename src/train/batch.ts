@@ -2,7 +2,8 @@
 // release's prepare_inputs_labels_for_multimodal does: each sample's text ids in order, the
 // image's N tokens then its k box tokens at the image position (all labelled -100), right
 // padding to the batch's longest sequence (labels -100); the targets are the labels shifted
-// left by one (HF's causal-LM loss predicts token t+1 at position t), -100 at the end.
+// left by one (HF's causal-LM loss predicts token t+1 at position t), given with their flat
+// positions b * T + t for the positions that have one.
 
 import { F32Tensor } from '../core/tensor.js';
 import { Feed } from '../runtime/session.js';
@@ -63,26 +64,29 @@ export function batchFeeds(items: readonly BatchItem[], tokens: number): BatchFe
   const imageBase = text.length;
   const boxBase = imageBase + images.length * tokens;
 
-  // Pass 2: row indices and shifted targets.
+  // Pass 2: row indices, and the positions whose next token is labelled with that label.
   const idx = new BigInt64Array(B * T);
-  const targets = new BigInt64Array(B * T).fill(BigInt(IGNORE_INDEX));
-  let labelled = 0;
+  const positions: number[] = [];
+  const targets: number[] = [];
   seqs.forEach((s, b) => {
     for (let t = 0; t < T; t++) {
       const p = s[t];
       idx[b * T + t] = BigInt(p ? (p.kind === 0 ? p.i : p.kind === 1 ? imageBase + p.i : boxBase + p.i) : padRow);
       const next = s[t + 1];
       if (next && next.label !== IGNORE_INDEX) {
-        targets[b * T + t] = BigInt(next.label);
-        labelled++;
+        positions.push(b * T + t);
+        targets.push(next.label);
       }
     }
   });
+  const labelled = positions.length;
+  if (labelled === 0) throw new Error('batchFeeds: a batch without any label');
 
   const feeds: Record<string, Feed> = {
     [STEP_NAMES.textIds]: { dims: [text.length], data: BigInt64Array.from(text, BigInt) },
     [STEP_NAMES.gatherIdx]: { dims: [B, T], data: idx },
-    [STEP_NAMES.targets]: { dims: [B, T], data: targets },
+    [STEP_NAMES.labelPositions]: { dims: [labelled], data: BigInt64Array.from(positions, BigInt) },
+    [STEP_NAMES.targets]: { dims: [labelled], data: BigInt64Array.from(targets, BigInt) },
   };
   if (withImages) {
     feeds[STEP_NAMES.lowRes] = stack(images.map((f) => f.lowRes));

@@ -7,8 +7,9 @@
 //   box_feats [K, sumC] (pooled object features)           -> bbox_projector            -> [K, H]
 //   text_ids [nText]                                       -> embed_tokens              -> [nText, H]
 //   rows = concat(text, image tokens, box tokens) [R, H];  inputs_embeds = rows[gather_idx] [B, T, H]
-//   -> LLM -> logits [B, T, V] -> cross-entropy with targets [B, T] (the labels shifted left by
-//   one, -100 ignored; the mean over the batch's labelled tokens, as HF's causal-LM loss).
+//   -> LLM -> logits [n, V] at the n positions whose next token is labelled -> cross-entropy
+//   with those labels (the mean over the batch's labelled tokens, as HF's shifted causal-LM loss
+//   over all positions with -100 ignored).
 //
 // gather_idx is how the release's prepare_inputs_labels_for_multimodal lays out each sample:
 // its text tokens with the image's 576 tokens then its k box tokens where `<image>` was, and
@@ -73,6 +74,9 @@ export const STEP_NAMES = {
   boxFeats: 'box_feats',
   textIds: 'text_ids',
   gatherIdx: 'gather_idx',
+  /** int64 [n]: flat positions b * T + t whose next token is a label. */
+  labelPositions: 'label_positions',
+  /** int64 [n]: those labels (the label at t + 1). */
   targets: 'targets',
   loss: 'loss',
   grad: (name: string) => `grad.${name}`,
@@ -106,12 +110,12 @@ export function buildStepGraph(s: StepGraphSpec): StepGraph {
   const all = g.op1('Concat', rows, { axis: 0 }, { name: 'embed_rows' });
   const idx = g.input(STEP_NAMES.gatherIdx, 'I64', ['batch', 'seq']);
   const embeds = g.op1('Gather', [all, idx], { axis: 0 }, { name: 'inputs_embeds' });
-  const logits = trainDecoder(g, s.llm, c, embeds, { trainable: lm, loraScale: s.loraScale });
-  const targets = g.input(STEP_NAMES.targets, 'I64', ['batch', 'seq']);
-  const loss = g.op1('SoftmaxCrossEntropyLoss', [
-    g.op1('Reshape', [logits, g.constI64([-1, c.vocabSize])]),
-    g.op1('Reshape', [targets, g.constI64([-1])]),
-  ], { reduction: 'mean', ignore_index: -100 }, { name: 'ce' });
+  // Logits only where a label is predicted: the same mean cross-entropy as over all B x T
+  // positions with -100 ignored, without the head's work on the rest.
+  const positions = g.input(STEP_NAMES.labelPositions, 'I64', ['labelled']);
+  const targets = g.input(STEP_NAMES.targets, 'I64', ['labelled']);
+  const logits = trainDecoder(g, s.llm, c, embeds, { trainable: lm, loraScale: s.loraScale, positions });
+  const loss = g.op1('SoftmaxCrossEntropyLoss', [logits, targets], { reduction: 'mean', ignore_index: -100 }, { name: 'ce' });
   g.output(loss, STEP_NAMES.loss, 'F32', []);
 
   const made = [

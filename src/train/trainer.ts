@@ -172,7 +172,9 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       const ck = readCheckpoint(o.resume);
       const st = ck.trainerState as { iteration?: number; settings?: Settings };
       if (!st.settings || typeof st.iteration !== 'number') throw new InputError(`${o.resume}: not a checkpoint of mgllava train (no trainer state)`, o.resume);
-      const diff = (Object.keys(settings) as (keyof Settings)[]).filter((k) => JSON.stringify(st.settings![k]) !== JSON.stringify(settings[k]));
+      // The length of the run may change (continue a finished run for longer); nothing else may.
+      const diff = (Object.keys(settings) as (keyof Settings)[])
+        .filter((k) => k !== 'total' && k !== 'epochs' && JSON.stringify(st.settings![k]) !== JSON.stringify(settings[k]));
       if (diff.length) throw new InputError(`${o.resume}: was trained with other settings (${diff.join(', ')}); resume with the same ones`, o.resume);
       for (const [name, v] of values) {
         if (LORA_TENSOR.test(name)) continue; // read with the adapters above
@@ -182,6 +184,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       }
       if (ck.optimizer) adam = AdamW.fromState(ck.optimizer);
       done = st.iteration;
+      if (done > total) throw new InputError(`${o.resume}: already trained for ${done} iterations, more than the ${total} asked for`, o.resume);
     }
 
     const acc = new GradAccumulator();

@@ -22,9 +22,14 @@ export interface TrainDecoderOptions {
   quantization?: QuantizedLinears;
   /** LoRA's alpha / r, when the store holds adapters (src/train/lora.ts). */
   loraScale?: number;
+  /**
+   * int64 [n] flat positions (b * T + t): logits only for these rows, [n, V] (the loss needs
+   * the labelled positions alone; the head over every position is most of a step's work).
+   */
+  positions?: Value;
 }
 
-/** inputs_embeds [B, T, H] -> logits [B, T, V]. */
+/** inputs_embeds [B, T, H] -> logits [B, T, V] (or [n, V] at `positions`). */
 export function trainDecoder(g: Graph, store: WeightStore, c: LlmConfig, embeds: Value, o: TrainDecoderOptions = {}): Value {
   const p = new LlmParams(g, store, o.quantization, '', o.trainable, o.loraScale);
   const layout = layerLayout(c);
@@ -47,6 +52,7 @@ export function trainDecoder(g: Graph, store: WeightStore, c: LlmConfig, embeds:
     const down = m.linear(g.op1('Mul', [act, up], {}, { name: `${name}.gated` }), 'down_proj', H, c.intermediateSize, layout.outBias(c, 'down_proj'), `${name}.down_proj`);
     x = g.op1('Add', [x, down], {}, { name: `${name}.mlp_res` });
   }
+  if (o.positions) x = g.op1('Gather', [g.op1('Reshape', [x, g.constI64([-1, H])]), o.positions], { axis: 0 }, { name: 'labelled_rows' });
   const normed = rmsNorm(g, x, p.take('model.norm.weight', [H]), c.rmsEps, 'final_norm');
   const head = c.tieWordEmbeddings && !p.isQuantized('lm_head') ? 'model.embed_tokens' : 'lm_head';
   return p.linear(normed, head, c.vocabSize, H, false, 'lm_head');
