@@ -6,6 +6,9 @@ import { StepReport, train } from '../train/trainer.js';
 import { ScheduleKind } from '../train/schedule.js';
 import { InputError } from '../core/errors.js';
 import { Progress } from './progress.js';
+import { dirname, resolve } from 'node:path';
+import { exportXtuner } from '../train/export-xtuner.js';
+import { resolveModelFiles } from '../model/model-files.js';
 
 export interface TrainArgs {
   stage: 1 | 2;
@@ -36,8 +39,41 @@ export interface TrainArgs {
   saveFirstGrads?: string;
   template?: string;
   threads?: number;
+  exportXtuner?: string;
   json?: boolean;
   quiet?: boolean;
+}
+
+/** --export-xtuner: the same job as the release's XTuner config and data files, instead of training here. */
+function runExport(a: TrainArgs, bundledModel: string | undefined): void {
+  const files = resolveModelFiles({ model: a.model ?? bundledModel, checkpoint: a.checkpoint, llm: a.llm, visualEncoder: a.visualEncoder, visualEncoderAux: a.visualEncoderAux });
+  if (!files.llm) throw new InputError('no LLM folder: set "llm" in mgllava_config.json or pass --llm', '--llm');
+  if (a.lrSchedule !== 'cosine') throw new InputError('--export-xtuner: the release\'s configs schedule cosine only (drop --lr-schedule constant)', '--lr-schedule');
+  const r = exportXtuner({
+    out: a.exportXtuner!,
+    stage: a.stage,
+    llm: files.llm,
+    visualEncoder: files.visualEncoder,
+    visualEncoderAux: files.visualEncoderAux,
+    template: a.template ?? files.promptTemplate,
+    data: a.data,
+    imageFolder: a.imageFolder ?? dirname(resolve(a.data)),
+    boxes: a.boxes,
+    // Stage 2 starts from the model's checkpoint (stage 1's), which XTuner reads with torch.load.
+    pretrainedCheckpoint: a.stage === 2 ? files.checkpoint : undefined,
+    epochs: a.epochs,
+    maxSteps: a.maxSteps,
+    batchSize: a.batchSize,
+    gradAccum: a.gradAccum,
+    lr: a.lr ?? (a.stage === 1 ? 1e-3 : 2e-5),
+    warmupRatio: a.warmupRatio,
+    maxGradNorm: a.maxGradNorm,
+    weightDecay: a.weightDecay,
+    seed: a.seed,
+    saveEvery: a.saveEvery,
+    lora: a.lora === undefined ? undefined : { r: a.lora, alpha: a.loraAlpha ?? a.lora },
+  });
+  if (!a.quiet) process.stderr.write(`wrote ${r.dir}: ${r.config}, ${r.samples} samples; run it on a GPU cluster with:\n  ${r.command}\n`);
 }
 
 function clock(ms: number): string {
@@ -56,6 +92,10 @@ function stepLine(r: StepReport): string {
 }
 
 export async function runTrain(a: TrainArgs, bundledModel: string | undefined): Promise<void> {
+  if (a.exportXtuner) {
+    if (a.resume || a.saveFirstGrads || a.trainable?.length) throw new InputError('--export-xtuner writes the job for XTuner; --resume, --save-first-grads and --trainable apply to training here', '--export-xtuner');
+    return runExport(a, bundledModel);
+  }
   if (a.loraAlpha !== undefined && a.lora === undefined) throw new InputError('--lora-alpha needs --lora', '--lora-alpha');
   if (a.epochs !== undefined && a.maxSteps !== undefined) throw new InputError('give --epochs or --max-steps, not both', '--max-steps');
   const progress = new Progress(!a.quiet);

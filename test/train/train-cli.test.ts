@@ -215,3 +215,19 @@ test('bad data: one line naming the sample, or a counted skip where the release 
   assertOneLineError(await mgllava(['train', '--stage', '3', '--data', 'x.json', '--out', 'y']), /--stage/);
   assertOneLineError(await mgllava(['train', '--stage', '1', '--data', join(dir, 'nope.json'), '--out', join(dir, 'n')]), /nope\.json/);
 });
+
+test('--export-xtuner writes the release job for the same data and settings instead of training', async () => {
+  const d = overfitData();
+  const out = join(dir, 'xtuner');
+  const r = await mgllava(['train', '--stage', '2', '--checkpoint', join(TINY, 'mgllava', 'iter_1.pth'), '--llm', join(TINY, 'llm'),
+    '--visual-encoder', join(TINY, 'clip'), '--visual-encoder-aux', join(TINY, 'convnext'),
+    '--data', d.data, '--boxes', d.boxes, '--out', join(dir, 'unused'), '--export-xtuner', out, '--batch-size', '8', '--lr', '3e-5']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /xtuner train .*_sft_padding\.py --deepspeed deepspeed_zero2/);
+  const config = readFileSync(join(out, 'fuse_more_mgllava_clip_L_14_336_sft_padding.py'), 'utf8');
+  assert.match(config, /^lr = 3e-05$|^lr = 0\.00003$/m);
+  assert.match(config, /^batch_size = 8\b/m);
+  assert.match(config, /pretrained_pth = '.*iter_1\.pth'/);
+  assert.equal(existsSync(join(dir, 'unused')), false, 'nothing trained');
+  assert.equal((JSON.parse(readFileSync(join(out, 'data.json'), 'utf8')) as unknown[]).length, 20);
+});
