@@ -6,13 +6,15 @@ import { measureBandwidth } from './bandwidth.js';
 import { measureOursLlm, measureOursVision, packOurs } from './measure-ours.js';
 import { measureLlamaCpp } from './peer-llamacpp.js';
 import { Workload } from './presets.js';
+import { TrainJob, measureOursTrain } from './train-step.js';
 
 export type Job =
   | { kind: 'bandwidth'; threads: number; bytes: number }
   | { kind: 'ours-vision'; model: string; image: string; threads: number; workload: Workload; inputsFile: string; packedCache: string }
   | { kind: 'ours-llm'; llm: string; threads: number; workload: Workload; packedCache: string }
   | { kind: 'ours-pack'; model?: string; llm?: string; threads: number; packedCache: string }
-  | { kind: 'llamacpp'; dir: string; gguf: string; vocab: number; threads: number; workload: Workload; flashAttention: boolean };
+  | { kind: 'llamacpp'; dir: string; gguf: string; vocab: number; threads: number; workload: Workload; flashAttention: boolean }
+  | TrainJob;
 
 async function run(job: Job): Promise<unknown> {
   switch (job.kind) {
@@ -21,6 +23,7 @@ async function run(job: Job): Promise<unknown> {
     case 'ours-llm': return measureOursLlm(job.llm, job.threads, job.workload, job.packedCache);
     case 'ours-pack': return packOurs(job);
     case 'llamacpp': return measureLlamaCpp(job.dir, job.gguf, job.vocab, job.threads, job.workload, job.flashAttention);
+    case 'ours-train': return measureOursTrain(job);
   }
 }
 

@@ -18,6 +18,7 @@ import { tunedMallocEnv } from '../src/cli/malloc-tuning.js';
 import type { Job } from './child.js';
 import { readGgufHeader, GGML_TYPE, ggmlBytes, GgmlType } from './gguf.js';
 import { llmParams, writeGgufFromHf, writeRandomLlm } from './llm-files.js';
+import type { TrainTimes } from './train-step.js';
 import { LlmTimes, PackTimes, VisionTimes, benchImage } from './measure-ours.js';
 import { LlmFormat, prepareOurLlm } from './our-llm.js';
 import { LlamaCppTimes, setupLlamaCpp } from './peer-llamacpp.js';
@@ -53,6 +54,8 @@ export const defaultCache = () => process.env.MGLLAVA_BENCH_CACHE ?? join(tmpdir
 export interface Skipped { skipped: string }
 export const isSkipped = (x: unknown): x is Skipped => typeof x === 'object' && x !== null && 'skipped' in x;
 
+export interface TorchTrainTimes { step_s: number; steps_s: number[]; load_s: number; peak_rss_bytes: number; loss: number; version: string }
+
 export interface TorchTimes { load_s: number; encode_s: number; objects_s: number; peak_rss_bytes: number; version: string }
 
 export interface ModelResult {
@@ -75,6 +78,8 @@ export interface ModelResult {
     llm_pack?: PackTimes | Skipped;
   };
   torch: TorchTimes | Skipped;
+  /** One training step (forward, backward, AdamW) per stage: ours and PyTorch's on the same batch. */
+  training?: Record<'stage1' | 'stage2', { ours: TrainTimes | Skipped; torch: TorchTrainTimes | Skipped }>;
   llamacpp: {
     flash_off: LlamaCppTimes | Skipped;
     flash_on: LlamaCppTimes | Skipped;
@@ -219,6 +224,38 @@ function torchReady(python: string): { ok: true; version: string } | Skipped {
   return { ok: true, version: `${version} (${blas})` };
 }
 
+/**
+ * The training bench of one model (presets small and tiny; at full size PyTorch's stage 2 in
+ * float32 does not fit this machine): each stage in its own process, ours then PyTorch's on the
+ * batch ours wrote.
+ */
+function runTraining(o: BenchOptions, m: BenchModel, files: ModelFiles): NonNullable<ModelResult['training']> {
+  const w = PRESETS[o.preset].workload;
+  const out = {} as NonNullable<ModelResult['training']>;
+  for (const stage of [1, 2] as const) {
+    const inputs = join(o.cache, `train-inputs-${m.name}.safetensors`);
+    rmSync(inputs, { force: true });
+    o.log(`[${m.name}] our training step, stage ${stage}`);
+    const ours = child<TrainTimes>({ kind: 'ours-train', model: files.mg, llm: files.llm, stage, threads: o.threads, workload: w, inputsFile: inputs, steps: 3 }, o.log);
+    let torch: TorchTrainTimes | Skipped = { skipped: 'peers disabled (--no-peers)' };
+    if (o.peers) {
+      const ready = torchReady(o.python);
+      if ('skipped' in ready) torch = ready;
+      else if (!existsSync(inputs)) torch = { skipped: 'our training run failed, so there is no batch to give PyTorch' };
+      else {
+        o.log(`[${m.name}] PyTorch ${ready.version} training step, stage ${stage}`);
+        const t = String(o.threads);
+        const p = measure<Omit<TorchTrainTimes, 'version'>>(`PyTorch training step ${stage}`, o.python,
+          [join(ROOT, 'bench', 'peer_torch_train.py'), files.mg, files.llm, inputs, String(stage), t, '3'], o.log,
+          benchEnv({ OMP_NUM_THREADS: t, OPENBLAS_NUM_THREADS: t, MKL_NUM_THREADS: t }));
+        torch = isSkipped(p) ? p : { ...p, version: ready.version };
+      }
+    }
+    out[`stage${stage}`] = { ours, torch };
+  }
+  return out;
+}
+
 function runTorch(o: BenchOptions, mg: string, inputs: string): TorchTimes | Skipped {
   if (!o.peers) return { skipped: 'peers disabled (--no-peers)' };
   const ready = torchReady(o.python);
@@ -315,6 +352,7 @@ async function benchModel(m: BenchModel, o: BenchOptions): Promise<ModelResult> 
   // against 8.8-10.0 without it before (page faults ruled out); nothing is measured after it now.
   o.log(`[${m.name}] PyTorch vision side`);
   const torch = runTorch(o, files.mg, files.inputs);
+  const training = o.preset === 'full' ? undefined : runTraining(o, m, files);
 
   const result: Omit<ModelResult, 'ratios'> = {
     title: m.title,
@@ -326,6 +364,7 @@ async function benchModel(m: BenchModel, o: BenchOptions): Promise<ModelResult> 
       vision_pack: visionPack, ...(llmPack ? { llm_pack: llmPack } : {}),
     },
     torch,
+    ...(training ? { training } : {}),
     llamacpp,
   };
   return { ...result, ratios: ratios(result) };
