@@ -13,6 +13,20 @@
 // where `storage` comes from BINPERSID with the persistent id
 //   ('storage', torch.<Dtype>Storage, key, location, numel)
 // and hooks is `collections.OrderedDict()`. Parameters wrap this in `_rebuild_parameter`.
+//
+// Trainer checkpoints hold more than tensors beside the state dict, and the whole pickle must be
+// decoded to reach it: mmengine's `message_hub` (MessageHub.state_dict(): HistoryBuffer objects
+// whose `_log_history` / `_count_history` are numpy arrays, numpy scalars in runtime_info) and
+// DeepSpeed's `sparse_tensor_module_names = set()`. Under protocol 2 those pickle as
+//   set:      __builtin__.set([items])                      (REDUCE)
+//   bytes:    _codecs.encode(latin-1 text, 'latin1')         (REDUCE; protocol 2 has no bytes opcode)
+//   ndarray:  numpy.core.multiarray._reconstruct(numpy.ndarray, (0,), b'b') then BUILD(state)
+//   dtype:    numpy.dtype('f8', False, True) then BUILD(state)
+//   scalar:   numpy.core.multiarray.scalar(dtype, raw bytes)  (numpy 2 spells it numpy._core)
+//   object:   HistoryBuffer, () NEWOBJ, then BUILD(its __dict__)
+// Those names are allowed as INERT globals: REDUCE / NEWOBJ on them make a PyOpaque record of the
+// name and its arguments, BUILD stores the state on it, and nothing is ever looked up or run.
+// (_codecs.encode with 'latin1' yields the bytes it stands for, which is a decoding, not a call.)
 
 import { InputError } from '../core/errors.js';
 
@@ -62,6 +76,16 @@ export class PyTensor {
   ) {}
 }
 
+/**
+ * What REDUCE / NEWOBJ on an inert global (a numpy array, a set, mmengine's HistoryBuffer) leaves:
+ * the name, its arguments and any BUILD state, as data. Nothing was constructed.
+ */
+export class PyOpaque {
+  /** The state BUILD gave it (`__setstate__` argument); null before any BUILD. */
+  state: PyValue = null;
+  constructor(readonly cls: PyGlobal, readonly args: readonly PyValue[]) {}
+}
+
 export type PyValue =
   | null
   | boolean
@@ -74,12 +98,31 @@ export type PyValue =
   | PyDict
   | PyGlobal
   | PyPersistent
-  | PyTensor;
+  | PyTensor
+  | PyOpaque;
 
 const STORAGE_CLASSES = ['Float', 'Half', 'BFloat16', 'Double', 'Long', 'Int', 'Short', 'Char', 'Byte', 'Bool'].map((d) => `torch.${d}Storage`);
 
+/**
+ * Names that trainer checkpoints use for non-tensor values (see the header). REDUCE, NEWOBJ and
+ * BUILD on them only record data (PyOpaque); they are never resolved to anything callable.
+ */
+export const INERT_GLOBALS: ReadonlySet<string> = new Set([
+  '__builtin__.set', // Python 2 spelling, which protocol 2 writes (pickle's fix_imports)
+  'builtins.set',
+  '_codecs.encode',
+  'numpy.core.multiarray._reconstruct',
+  'numpy._core.multiarray._reconstruct',
+  'numpy.core.multiarray.scalar',
+  'numpy._core.multiarray.scalar',
+  'numpy.ndarray',
+  'numpy.dtype',
+  'mmengine.logging.history_buffer.HistoryBuffer',
+]);
+
 /** Every name a pickle may reference. Nothing here is ever called; see `reduce` below. */
 export const ALLOWED_GLOBALS: ReadonlySet<string> = new Set([
+  ...INERT_GLOBALS,
   'collections.OrderedDict',
   'torch._utils._rebuild_tensor_v2',
   'torch._utils._rebuild_parameter',
@@ -201,6 +244,15 @@ export function unpickle(bytes: Uint8Array, where: string): PyValue {
     if (!(fn instanceof PyGlobal)) return fail('REDUCE/NEWOBJ on something that is not an allowed global');
     const q = fn.qualified;
     const args = tupleArgs(argv, q);
+    if (INERT_GLOBALS.has(q)) {
+      // Protocol 2 bytes: _codecs.encode(text, 'latin1'); latin-1 maps code points 0-255 to bytes.
+      const [text, codec] = args;
+      if (q === '_codecs.encode' && typeof text === 'string' && (codec === 'latin1' || codec === 'latin-1')) {
+        if (/[^\u0000-\u00ff]/.test(text)) fail('_codecs.encode of text outside latin-1');
+        return new Uint8Array(Buffer.from(text, 'latin1'));
+      }
+      return new PyOpaque(fn, args);
+    }
     switch (q) {
       case 'collections.OrderedDict': {
         const d = new PyDict();
@@ -359,11 +411,12 @@ export function unpickle(bytes: Uint8Array, where: string): PyValue {
         stack.push(reduce(pop(), args));
         break;
       }
-      case 0x62: { // BUILD: obj, state -> obj.__setstate__(state); only attribute dicts on dicts
+      case 0x62: { // BUILD: obj, state -> obj.__setstate__(state); recorded as data, never run
         const state = pop();
         const obj = top();
         if (obj instanceof PyDict) obj.attrs = state;
-        else if (!(obj instanceof PyTensor)) fail('BUILD on an object that is not a dict or tensor');
+        else if (obj instanceof PyOpaque) obj.state = state;
+        else if (!(obj instanceof PyTensor)) fail('BUILD on an object that is not a dict, tensor or inert object');
         break;
       }
       case 0x51: stack.push(new PyPersistent(pop())); break; // BINPERSID

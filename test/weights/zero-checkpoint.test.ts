@@ -141,9 +141,7 @@ test('xtuner iter_N.pth as a plain file: the state dict under `state_dict`, besi
   assertSameAsFixture(path);
 });
 
-test('xtuner iter_N.pth with mmengine\'s message_hub (HistoryBuffer, numpy arrays) is read', {
-  todo: 'src/weights/unpickle.ts refuses the non-tensor globals mmengine puts beside the state dict; see the zero-checkpoint report',
-}, () => {
+test('xtuner iter_N.pth with mmengine\'s message_hub (HistoryBuffer, numpy arrays) is read', () => {
   const path = join(tempDir(), 'iter_500.pth');
   writeFileSync(path, torchSave({ state_dict: fixtureTensors(), ...mmengineClientState(500), message_hub: messageHub() }, 'iter_500'));
   assertSameAsFixture(path);
@@ -166,9 +164,7 @@ test('ZeRO-2 folder: a `module.` prefix on every key is dropped; `latest` in the
   assertSameAsFixture(work);
 });
 
-test('DeepSpeed model states as written for real (set(), message_hub) are read', {
-  todo: 'src/weights/unpickle.ts refuses __builtin__.set (sparse_tensor_module_names) and mmengine\'s HistoryBuffer; see the zero-checkpoint report',
-}, () => {
+test('DeepSpeed model states as written for real (set(), message_hub) are read', () => {
   const dir = zero2Folder(tempDir(), modelStates(fixtureTensors(), { extra: { sparse_tensor_module_names: new SetV([]), message_hub: messageHub() } }));
   assertSameAsFixture(dir);
 });
