@@ -13,6 +13,9 @@ import { readBoxFile } from '../../src/preprocess/box-file.js';
 import { StepRunner, TrainModel, loadTrainModel } from '../../src/train/step-runner.js';
 import { batchFeeds, BatchFeeds } from '../../src/train/batch.js';
 import { IGNORE_INDEX, IMAGE_TOKEN_INDEX } from '../../src/train/labels.js';
+import { OverlayStore } from '../../src/weights/types.js';
+import { MemoryStore, initLora, loraTargets } from '../../src/train/lora.js';
+import { trainableSelector } from '../../src/train/trainer.js';
 
 let model: TrainModel;
 let batch: BatchFeeds;
@@ -62,4 +65,30 @@ test('D1: stage-1 loss and gradients match the reference', async () => {
 
 test('D2: stage-2 loss and gradients (LLM trainable) match the reference', async () => {
   assert.equal(await check('D2', (n) => stage1(n) || n.startsWith('llm.')), 24); // and 4 LLM tensors
+});
+
+test('LoRA gradients: at B = 0, dL/dB = (alpha/r) dL/dW A^T and dL/dA = 0, W the stage-2 gradient', async () => {
+  const full = new StepRunner(model, (n) => n.startsWith('llm.'));
+  const gW = (await full.run(batch, full.initialValues())).grads;
+  const targets = loraTargets(model.llm, model.llmConfig);
+  const r = 3;
+  const alpha = 6;
+  const adapters = initLora(targets, { r, alpha }, 5);
+  const withLora = { ...model, llm: new OverlayStore('lora', [model.llm, new MemoryStore('adapters', adapters)]) };
+  const lora = new StepRunner(withLora, trainableSelector(2, [], true), undefined, alpha / r);
+  const res = await lora.run(batch, lora.initialValues());
+  assert.ok(Math.abs(res.loss - fixture('D2.loss').data[0]!) < 1e-4, 'B = 0: the loss of the frozen model');
+  for (const t of targets) {
+    const A = adapters.get(`${t.module}.lora_A.weight`)!.data;
+    const W = gW.get(`llm.${t.module}.weight`)!; // [out, in]
+    const want = new Float32Array(t.out * r);
+    for (let o = 0; o < t.out; o++) for (let k = 0; k < r; k++) {
+      let s = 0;
+      for (let i = 0; i < t.in; i++) s += W[o * t.in + i]! * A[k * t.in + i]!;
+      want[o * r + k] = (alpha / r) * s;
+    }
+    const e = relErr(res.grads.get(`llm.${t.module}.lora_B.weight`)!, want);
+    assert.ok(e < 1e-4, `${t.module} lora_B: ${e}`);
+    assert.ok(res.grads.get(`llm.${t.module}.lora_A.weight`)!.every((x) => x === 0), `${t.module} lora_A`);
+  }
 });
