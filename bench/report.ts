@@ -173,6 +173,17 @@ export function detailTable(name: string, r: ModelResult): string {
     row('LLM peak RSS', ...L.map((x) => gib(x?.peak_rss_bytes))),
     row('weights (as held in memory)', `LLM ${gib(r.ours.llm_weight_bytes)}, vision ${gib(r.ours.vision_weight_bytes)}`, '', gib(r.llamacpp.gguf_bytes), ''),
     row('bytes read per decoded token', gib(r.ours.decode_bytes_per_token), '', gib(r.llamacpp.decode_bytes_per_token), ''),
+    ...(['stage1', 'stage2'] as const).flatMap((st) => {
+      const tr = r.training?.[st];
+      if (!tr) return [];
+      const o = ok<{ step_s: number; peak_rss_bytes: number; loss: number; seq: number }>(tr.ours);
+      const p = ok<{ step_s: number; peak_rss_bytes: number; loss: number }>(tr.torch);
+      const n = st === 'stage1' ? 1 : 2;
+      return [
+        row(`training step, stage ${n}: forward + backward + AdamW, ${o?.seq ?? '-'} positions (s)`, f2(o?.step_s, 3), f2(p?.step_s, 3), '', ''),
+        row(`training peak RSS, stage ${n} (loss of the step)`, `${gib(o?.peak_rss_bytes)} (${f2(o?.loss, 5)})`, `${gib(p?.peak_rss_bytes)} (${f2(p?.loss, 5)})`, '', ''),
+      ];
+    }),
     row('memory read bandwidth beside the run (GB/s, best)', gbs(bwo), '', gbs(bwOff), gbs(bwOn)),
     row('decode ceiling (tok/s)', ceil(bwo, r.ours.decode_bytes_per_token), '',
       ceil(bwOff, r.llamacpp.decode_bytes_per_token), ceil(bwOn, r.llamacpp.decode_bytes_per_token)),

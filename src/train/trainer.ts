@@ -164,6 +164,12 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     model = { ...loaded, llm: new OverlayStore(`${loaded.llm.path} + LoRA`, [loaded.llm, new MemoryStore('LoRA adapters', adapters)]) };
   }
   const runner = new StepRunner(model, trainableSelector(o.stage, o.trainable, !!o.lora), o.threads, o.lora && o.lora.alpha / o.lora.r);
+  for (const p of o.trainable ?? []) {
+    if (!runner.trainable.some((t) => patternRegex(p).test(t.name))) {
+      await runner.release();
+      throw new InputError(`--trainable ${p}: matches no tensor that can learn here (fuse_module.*, projector.*, bbox_projector.*, llm.*; the vision encoders are frozen)`, '--trainable');
+    }
+  }
   try {
     const values = runner.initialValues();
     let adam = new AdamW({ weightDecay: settings.weightDecay });
