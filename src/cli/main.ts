@@ -209,6 +209,11 @@ function defaultModel(o: { checkpoint?: string; llm?: string; visualEncoder?: st
 }
 
 async function main(argv: string[]): Promise<void> {
+  // A reader that went away (`| head`) ends the command quietly, not with a stack trace.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw e;
+  });
   try {
     await buildProgram().parseAsync(argv);
   } catch (e) {

@@ -1,14 +1,15 @@
 // Element types and host tensors shared by weights, graphs and the runtime.
 // DType names are the safetensors spellings; ONNX codes are the TensorProto.DataType values.
 
-export type DType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
+/** U4: unsigned 4-bit integers, two per byte (low nibble first), as ONNX's UINT4; graphs only. */
+export type DType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL' | 'U4';
 
 export const DTYPE_BYTES: Record<DType, number> = {
-  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1,
+  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1, U4: 0.5,
 };
 
 export const ONNX_DTYPE: Record<DType, number> = {
-  F32: 1, U8: 2, I8: 3, I16: 5, I32: 6, I64: 7, BOOL: 9, F16: 10, F64: 11, BF16: 16,
+  F32: 1, U8: 2, I8: 3, I16: 5, I32: 6, I64: 7, BOOL: 9, F16: 10, F64: 11, BF16: 16, U4: 21,
 };
 
 /** A dense float32 tensor in row-major order: the currency between stages. */

@@ -230,6 +230,10 @@ const SHAPE_FNS: Record<string, ShapeFn> = {
   FusedMatMul: (s, n) => [matmulShape(s, s.shape(n.inputs[0]!), s.shape(n.inputs[1]!), intAttr(n, 'transA', 0) === 1, intAttr(n, 'transB', 0) === 1)],
   Gemm: (s, n) => [matmulShape(s, s.shape(n.inputs[0]!), s.shape(n.inputs[1]!), intAttr(n, 'transA', 0) === 1, intAttr(n, 'transB', 0) === 1)],
   Conv: (s, n) => [convShape(s, n)],
+  MatMulNBits: (s, n) => {
+    const x = s.shape(n.inputs[0]!);
+    return [x ? [...x.slice(0, -1), n.attrs.N as number] : undefined];
+  },
   Transpose: (s, n) => {
     const x = s.shape(n.inputs[0]!);
     if (!x) return [undefined];

@@ -86,7 +86,45 @@ export const LINEAR_RULES: Readonly<Record<string, VjpRule>> = {
     },
   },
   Conv: { diff: [0, 1, 2], vjp: convGrads },
+  [`${MS_DOMAIN}.MatMulNBits`]: { diff: [0], vjp: (c) => [matMulNBitsInputGrad(c)] },
 };
+
+/**
+ * y = x @ deq(B)^T with B block-quantized ([N, blocks, blob] bytes, com.microsoft MatMulNBits)
+ * and frozen: dx = dy @ deq(B). The packed bytes are, row by row, the [N, blocks * blockSize]
+ * values in order (4-bit: two per byte, low nibble first), so the same initializer bytes are
+ * read again as an ONNX UINT4/UINT8 tensor and dequantized by DequantizeLinear (opset 21,
+ * blocked along K); onnxruntime makes the float32 matrix per run, one layer at a time, not at
+ * load. No gradient reaches the quantized weight itself.
+ */
+function matMulNBitsInputGrad(c: VjpContext): Value {
+  const { g, node } = c;
+  const [K, N, bits, bs] = ['K', 'N', 'bits', 'block_size'].map((k) => node.attrs[k] as number);
+  const blocks = Math.ceil(K! / bs!);
+  const init = (i: number, what: string) => {
+    const t = node.inputs[i] ? g.initializerOf(node.inputs[i]!) : undefined;
+    if (!t) throw new Error(`autodiff: MatMulNBits ${node.outputs[0]}: its ${what} must be an initializer (a frozen weight)`);
+    return t;
+  };
+  if (bits !== 4 && bits !== 8) throw new Error(`autodiff: MatMulNBits ${node.outputs[0]}: ${bits}-bit weights have no rule`);
+  const dtype = bits === 4 ? 'U4' : 'U8';
+  const q = init(1, 'weight');
+  const values = g.initializer(`${q.name}.as_${dtype}`, dtype, [N!, blocks * bs!], q.data);
+  const scales = g.op1('Reshape', [c.input(2), g.constI64([N!, blocks])]);
+  let zp: Value;
+  if (node.inputs[3]) {
+    const z = init(3, 'zero points');
+    if (bits === 4 && blocks % 2 !== 0) throw new Error(`autodiff: MatMulNBits ${node.outputs[0]}: 4-bit zero points over an odd number of blocks have no rule`);
+    zp = g.initializer(`${z.name}.as_${dtype}`, dtype, [N!, blocks], z.data);
+  } else {
+    // The op's implicit zero point: 2^(bits-1) in every block.
+    const mid = bits === 4 ? 0x88 : 0x80;
+    zp = g.initializer(`${q.name}.zero_point`, dtype, [N!, blocks], { kind: 'inline', bytes: new Uint8Array((N! * blocks * bits!) / 8).fill(mid) });
+  }
+  let W = g.op1('DequantizeLinear', [values, scales, zp], { axis: 1, block_size: bs! }, { name: `${c.name}.dequantized` }); // [N, blocks*bs]
+  if (blocks * bs! !== K) W = g.op1('Slice', [W, g.constI64([0]), g.constI64([K!]), g.constI64([1])]);
+  return g.op1('MatMul', [c.dy[0]!, W], {}, { name: c.name });
+}
 
 /**
  * 2-D Conv, y = conv(x, W, stride s, pads p, groups) + b:

@@ -26,15 +26,30 @@ export interface LoraTarget {
 export const loraA = (module: string) => `${module}.lora_A.weight`;
 export const loraB = (module: string) => `${module}.lora_B.weight`;
 
+/** [out, in] of a decoder layer's linear, from the config (a quantized folder stores no float shape). */
+function linearShape(c: LlmConfig, name: string): [number, number] {
+  const H = c.hiddenSize;
+  const q = c.heads * c.headDim;
+  const kv = c.kvHeads * c.headDim;
+  const I = c.intermediateSize;
+  const shapes: Record<string, [number, number]> = {
+    q_proj: [q, H], k_proj: [kv, H], v_proj: [kv, H], o_proj: [H, q], qkv_proj: [q + 2 * kv, H],
+    gate_proj: [I, H], up_proj: [I, H], gate_up_proj: [2 * I, H], down_proj: [H, I],
+  };
+  const s = shapes[name];
+  if (!s) throw new Error(`LoRA: no shape rule for the linear ${name}`);
+  return s;
+}
+
 /** Every linear layer of the decoder layers, with its weight's shape. */
 export function loraTargets(llm: WeightStore, c: LlmConfig): LoraTarget[] {
   const out: LoraTarget[] = [];
   for (let i = 0; i < c.layers; i++) {
     for (const lin of layerLayout(c).linears) {
       const module = `model.layers.${i}.${lin}`;
-      const t = llm.get(`${module}.weight`);
-      if (!t || t.shape.length !== 2) throw new Error(`LoRA: ${llm.path} has no 2-d ${module}.weight`);
-      out.push({ module, out: t.shape[0]!, in: t.shape[1]! });
+      if (!llm.get(`${module}.weight`) && !llm.get(`${module}.weight.qweight`)) throw new Error(`LoRA: ${llm.path} has no ${module}.weight`);
+      const [o, inp] = linearShape(c, lin.split('.').pop()!);
+      out.push({ module, out: o, in: inp });
     }
   }
   return out;

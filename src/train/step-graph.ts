@@ -26,6 +26,7 @@ import { fuseModule } from '../model/fusion.js';
 import { projector } from '../model/projector.js';
 import { LlmConfig } from '../model/llm/config.js';
 import { trainDecoder } from '../model/llm/train-decoder.js';
+import { QuantizedLinears } from '../model/llm/quantized.js';
 
 export interface StepGraphShapes {
   /** CLIP width C. */
@@ -52,6 +53,8 @@ export interface StepGraphSpec {
   withImages: boolean;
   /** LoRA's alpha / r when `llm` holds adapters. */
   loraScale?: number;
+  /** The LLM's linears are stored quantized (frozen; gradients flow through them to the inputs). */
+  quantization?: QuantizedLinears;
 }
 
 export interface TrainableTensor {
@@ -114,7 +117,7 @@ export function buildStepGraph(s: StepGraphSpec): StepGraph {
   // positions with -100 ignored, without the head's work on the rest.
   const positions = g.input(STEP_NAMES.labelPositions, 'I64', ['labelled']);
   const targets = g.input(STEP_NAMES.targets, 'I64', ['labelled']);
-  const logits = trainDecoder(g, s.llm, c, embeds, { trainable: lm, loraScale: s.loraScale, positions });
+  const logits = trainDecoder(g, s.llm, c, embeds, { trainable: lm, loraScale: s.loraScale, positions, quantization: s.quantization });
   const loss = g.op1('SoftmaxCrossEntropyLoss', [logits, targets], { reduction: 'mean', ignore_index: -100 }, { name: 'ce' });
   g.output(loss, STEP_NAMES.loss, 'F32', []);
 

@@ -14,7 +14,8 @@ import { ModelFiles } from '../model/model-files.js';
 import { clipVisionConfig } from '../model/clip-vit.js';
 import { llmWeights } from '../model/llm-weights.js';
 import { LlmConfig } from '../model/llm/config.js';
-import { readLlmFolderConfig } from '../model/llm/causal-lm.js';
+import { checkQuantizedAgainstCheckpoint, readLlmFolderConfig } from '../model/llm/causal-lm.js';
+import { QuantizedLinears } from '../model/llm/quantized.js';
 import { FrozenVision } from './frozen-features.js';
 import { BatchFeeds } from './batch.js';
 import { STEP_NAMES, StepGraphShapes, TrainableTensor, buildStepGraph } from './step-graph.js';
@@ -26,6 +27,8 @@ export interface TrainModel {
   /** The LLM's tensors (base folder + the checkpoint's llm.*), under the LLM's own keys. */
   llm: WeightStore;
   llmConfig: LlmConfig;
+  /** Set when the LLM folder is quantized: its linears run on MatMulNBits and cannot learn. */
+  quantization?: QuantizedLinears;
   frozen: FrozenVision;
   shapes: StepGraphShapes;
 }
@@ -45,7 +48,9 @@ export async function loadTrainModel(files: ModelFiles, opts: { threads?: number
   if (!statSync(clipDir).isDirectory() || !existsSync(clipCfg)) throw new InputError(`${clipDir}: --visual-encoder must be the CLIP model folder (with config.json)`, clipDir);
   const checkpoint = openWeights(files.checkpoint);
   const { config, quantization } = readLlmFolderConfig(files.llm);
-  if (quantization) throw new InputError(`${files.llm}: a quantized LLM folder cannot be trained from (use the float LLM folder)`, files.llm);
+  // A quantized folder (mgllava quantize) already holds the checkpoint's llm.* weights: it is
+  // read alone, as chat reads it; its linears stay frozen (stage 1, or LoRA over them).
+  if (quantization) checkQuantizedAgainstCheckpoint(files.llm, quantization, checkpoint);
   const frozen = await FrozenVision.load({
     clip: openWeights(clipDir),
     clipConfig: clipVisionConfig(readJson(clipCfg), clipCfg),
@@ -54,8 +59,9 @@ export async function loadTrainModel(files: ModelFiles, opts: { threads?: number
   return {
     files,
     checkpoint,
-    llm: llmWeights(openWeights(files.llm), checkpoint),
+    llm: quantization ? openWeights(files.llm) : llmWeights(openWeights(files.llm), checkpoint),
     llmConfig: config,
+    ...(quantization ? { quantization: { bits: quantization.bits, blockSize: quantization.blockSize, accuracyLevel: 4 } } : {}),
     frozen,
     shapes: {
       clipWidth: frozen.clip.hiddenSize,
@@ -90,7 +96,7 @@ export class StepRunner {
 
   private build(withImages: boolean) {
     const m = this.model;
-    return buildStepGraph({ checkpoint: m.checkpoint, llm: m.llm, llmConfig: m.llmConfig, shapes: m.shapes, trainable: this.wants, withImages, loraScale: this.loraScale });
+    return buildStepGraph({ checkpoint: m.checkpoint, llm: m.llm, llmConfig: m.llmConfig, quantization: m.quantization, shapes: m.shapes, trainable: this.wants, withImages, loraScale: this.loraScale });
   }
 
   /** The trainable tensors' starting values in float32 (bf16/f16 upcast), by release name. */

@@ -21,6 +21,7 @@ import { LoraSettings, LoraTarget, MemoryStore, adapterConfig, initLora, loraA, 
 import { loadTrainData, TrainSample } from './data.js';
 import { batchFeeds } from './batch.js';
 import { StepRunner, TrainModel, loadTrainModel } from './step-runner.js';
+import { readLlmFolderConfig } from '../model/llm/causal-lm.js';
 import { AdamW, accumulationLossFactor, accumulationShouldUpdate, GradAccumulator, clipGradNorm } from './optimizer.js';
 import { ScheduleKind, learningRate } from './schedule.js';
 import { epochOrder } from './rng.js';
@@ -126,6 +127,9 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const out = resolve(o.out);
   const files = resolveModelFiles(o.model);
   if (!files.llm) throw new InputError('no LLM folder: set "llm" in mgllava_config.json or pass --llm', '--llm');
+  if (readLlmFolderConfig(files.llm).quantization && o.stage === 2 && !o.lora) {
+    throw new InputError(`${files.llm}: a quantized LLM cannot learn in stage 2; give the float LLM folder, or train LoRA adapters over it (--lora)`, files.llm);
+  }
   const template = getTemplate(o.template ?? files.promptTemplate);
   const tokenizer = Tokenizer.fromFolder(files.llm);
   const data = await phase('reading the training data', () => loadTrainData({ data: o.data, imageFolder: o.imageFolder, boxes: o.boxes, tokenizer, template }));
@@ -162,6 +166,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     const adapters = o.resume ? readAdapters(o.resume, targets) : initLora(targets, o.lora, settings.seed);
     lora = { settings: o.lora, targets, base: loaded.llm };
     model = { ...loaded, llm: new OverlayStore(`${loaded.llm.path} + LoRA`, [loaded.llm, new MemoryStore('LoRA adapters', adapters)]) };
+    if (loaded.quantization) o.onNote?.(`${files.llm} is quantized: the LoRA adapter is saved on its own (${ADAPTER_FILE}), not merged; chat runs this LLM without it`);
   }
   const runner = new StepRunner(model, trainableSelector(o.stage, o.trainable, !!o.lora), o.threads, o.lora && o.lora.alpha / o.lora.r);
   for (const p of o.trainable ?? []) {
@@ -273,7 +278,8 @@ function saveCheckpoint(out: string, model: TrainModel, runner: StepRunner, valu
     for (const t of lora.targets) {
       const A = values.get(`llm.${loraA(t.module)}`)!;
       const B = values.get(`llm.${loraB(t.module)}`)!;
-      tensors.set(`llm.${t.module}.weight`, { shape: [t.out, t.in], data: mergedWeight(lora.base, t, A, B, lora.settings) });
+      // Over a quantized LLM (QLoRA) there is no float weight to merge into: the adapter alone.
+      if (!model.quantization) tensors.set(`llm.${t.module}.weight`, { shape: [t.out, t.in], data: mergedWeight(lora.base, t, A, B, lora.settings) });
       adapter.push({ name: peftName(loraA(t.module)), dtype: 'F32' as const, shape: [lora.settings.r, t.in], data: A });
       adapter.push({ name: peftName(loraB(t.module)), dtype: 'F32' as const, shape: [t.out, lora.settings.r], data: B });
     }
@@ -299,7 +305,7 @@ function saveCheckpoint(out: string, model: TrainModel, runner: StepRunner, valu
       stage: (state.settings as Settings).stage,
       iterations: state.iteration,
       frozen: ['visual_encoder', 'visual_encoder_aux', ...((state.settings as Settings).stage === 1 || lora ? ['llm'] : [])],
-      ...(lora ? { lora: { r: lora.settings.r, alpha: lora.settings.alpha, merged_into: 'llm.*', adapter: ADAPTER_FILE } } : {}),
+      ...(lora ? { lora: { r: lora.settings.r, alpha: lora.settings.alpha, merged_into: model.quantization ? null : 'llm.*', adapter: ADAPTER_FILE } } : {}),
     },
   };
   writeCheckpoint(out, {

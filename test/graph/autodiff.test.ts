@@ -6,7 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Graph, MS_DOMAIN } from '../../src/graph/graph.js';
 import { appendBackward } from '../../src/graph/autodiff.js';
-import { gelu, layerNorm, linear, quickGelu, resizeBilinear, rmsNorm } from '../../src/graph/blocks.js';
+import { gelu, layerNorm, linear, matMulNBits, quickGelu, resizeBilinear, rmsNorm } from '../../src/graph/blocks.js';
+import { quantizeNBits } from '../../src/weights/nbits.js';
 import { Session } from '../../src/runtime/session.js';
 import { gradCheck } from '../helpers/gradcheck.js';
 
@@ -87,6 +88,21 @@ test('ReduceMean, ReduceSum (keepdims on and off), Resize (linear)', async () =>
   await gradCheck('reduce_all', [{ name: 'x', dims: [2, 3] }], (g, x) => g.op1('ReduceMean', [x.x!], { keepdims: 0 }));
   await gradCheck('resize_up', [{ name: 'x', dims: [1, 2, 3, 4] }], (g, x) => resizeBilinear(g, x.x!, 6, 8));
   await gradCheck('resize_down', [{ name: 'x', dims: [1, 2, 8, 6] }], (g, x) => resizeBilinear(g, x.x!, 3, 4));
+});
+
+test('MatMulNBits (4 and 8 bits, with and without zero points, K not a multiple of the block): gradient into x', async () => {
+  for (const [bits, symmetric, K] of [[4, true, 64], [4, false, 64], [8, false, 48], [8, true, 40]] as const) {
+    const N = 5;
+    const w = Float32Array.from({ length: N * K }, (_, i) => Math.sin(i * 0.37) * 0.8);
+    const m = quantizeNBits(w, N, K, { bits, blockSize: 16, symmetric });
+    await gradCheck(`nbits${bits}${symmetric ? 's' : 'z'}`, [{ name: 'x', dims: [2, 3, K] }], (g, x) => {
+      const nb = Math.ceil(K / 16);
+      const q = g.initializer('q', 'U8', [N, nb, (16 * bits) / 8], { kind: 'inline', bytes: m.qweight });
+      const sc = g.constF32(m.scales, [m.scales.length]);
+      const zp = m.zeroPoints ? g.initializer('zp', 'U8', [m.zeroPoints.length], { kind: 'inline', bytes: m.zeroPoints }) : null;
+      return matMulNBits(g, x.x!, q, sc, zp, { K, N, bits, blockSize: 16, accuracyLevel: 0 });
+    });
+  }
 });
 
 test('SoftmaxCrossEntropyLoss with ignored labels', async () => {

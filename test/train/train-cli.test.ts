@@ -231,3 +231,23 @@ test('--export-xtuner writes the release job for the same data and settings inst
   assert.equal(existsSync(join(dir, 'unused')), false, 'nothing trained');
   assert.equal((JSON.parse(readFileSync(join(out, 'data.json'), 'utf8')) as unknown[]).length, 20);
 });
+
+test('stage 1 over an 8-bit quantized LLM: gradients flow through the frozen MatMulNBits weights', async () => {
+  const d = caseDData();
+  const q8 = join(dir, 'llm-q8');
+  const q = await mgllava(['quantize', '--llm', join(TINY, 'llm'), '--checkpoint', join(TINY, 'mgllava', 'iter_1.pth'), '--out', q8, '--bits', '8', '--quiet']);
+  assert.equal(q.code, 0, q.stderr);
+  const grads = join(dir, 'q8-grads.safetensors');
+  const r = await mgllava(['train', '--stage', '1', '--model', join(TINY, 'mgllava'), '--llm', q8, '--data', d.data, '--boxes', d.boxes,
+    '--out', join(dir, 'q8-out'), '--max-steps', '1', '--save-first-grads', grads, '--json', '--quiet']);
+  assert.equal(r.code, 0, r.stderr);
+  const [loss] = losses(r.stdout);
+  assert.ok(Math.abs(loss! - fixture('D1.loss').data[0]!) < 0.01, `loss ${loss}`);
+  // 8-bit weights (and int8 activations in the forward MatMulNBits): close to the float gradients, not equal.
+  for (const [name, v] of tensors(grads)) {
+    const e = relErr(v, fixture(`D1.grad.${name}`).data);
+    assert.ok(e < 0.1, `${name}: ${e}`);
+  }
+  assertOneLineError(await mgllava(['train', '--stage', '2', '--model', join(TINY, 'mgllava'), '--llm', q8, '--data', d.data, '--out', join(dir, 'q8-s2')]),
+    /quantized LLM cannot learn in stage 2/);
+});

@@ -358,7 +358,7 @@ export function readLlmFolderConfig(folder: string): { config: LlmConfig; quanti
  * (same llm.* fingerprint), or one without llm.* when none was applied; otherwise the weights
  * would silently not be the fine-tuned ones.
  */
-function checkQuantizedAgainstCheckpoint(folder: string, q: QuantizationInfo, checkpoint: WeightStore): void {
+export function checkQuantizedAgainstCheckpoint(folder: string, q: QuantizationInfo, checkpoint: WeightStore): void {
   const has = hasLlmTensors(checkpoint);
   const redo = `re-run \`mgllava quantize --llm BASE --checkpoint ${checkpoint.path} --out ...\``;
   if (q.checkpointFingerprint === null) {

@@ -126,7 +126,7 @@ export class LlmParams {
     const b = bias ? this.take(`${module}.bias`, [out]) : null;
     if (!this.isQuantized(module)) return this.withLora(x, linear(this.g, x, this.take(`${module}.weight`, [out, inp]), b, name), module, out, inp, name);
     const y = this.nbits(x, module, out, inp, { start: 0, count: out }, `${name}.mm`);
-    return b ? this.g.op1('Add', [y, b], {}, { name }) : y;
+    return this.withLora(x, b ? this.g.op1('Add', [y, b], {}, { name }) : y, module, out, inp, name);
   }
 
   /**
