@@ -79,7 +79,7 @@ export interface ModelResult {
   };
   torch: TorchTimes | Skipped;
   /** One training step (forward, backward, AdamW) per stage: ours and PyTorch's on the same batch. */
-  training?: Record<'stage1' | 'stage2', { ours: TrainTimes | Skipped; torch: TorchTrainTimes | Skipped }>;
+  training?: Partial<Record<'stage1' | 'stage2', { ours: TrainTimes | Skipped; torch: TorchTrainTimes | Skipped }>>;
   llamacpp: {
     flash_off: LlamaCppTimes | Skipped;
     flash_on: LlamaCppTimes | Skipped;
@@ -121,7 +121,7 @@ function once(dir: string, what: string, log: (m: string) => void, make: (tmp: s
   return dir;
 }
 
-interface ModelFiles {
+export interface ModelFiles {
   /** The MG-LLaVA folder (mgllava_config.json). */
   mg: string;
   /** The bf16 LLM folder in the HF layout. */
@@ -133,7 +133,7 @@ interface ModelFiles {
   inputs: string;
 }
 
-function prepareFiles(m: BenchModel, o: BenchOptions): ModelFiles {
+export function prepareFiles(m: BenchModel, o: BenchOptions): ModelFiles {
   let files: ModelFiles;
   if (o.preset === 'tiny') {
     mkdirSync(o.cache, { recursive: true });
@@ -225,20 +225,24 @@ function torchReady(python: string): { ok: true; version: string } | Skipped {
 }
 
 /**
- * The training bench of one model (presets small and tiny; at full size PyTorch's stage 2 in
- * float32 does not fit this machine): each stage in its own process, ours then PyTorch's on the
- * batch ours wrote.
+ * The training bench of one model, each stage in its own process, ours then PyTorch's on the
+ * batch ours wrote. Presets small and tiny: both stages on the float LLM, against PyTorch. Preset
+ * full: stage 1 only, over our 4-bit LLM folder (the frozen LLM's weights as MatMulNBits, the
+ * gradients flowing through them to the projectors): what fits this machine's memory at real
+ * size; PyTorch is not run there (its float32 LLM alone is 15-27 GiB).
  */
-function runTraining(o: BenchOptions, m: BenchModel, files: ModelFiles): NonNullable<ModelResult['training']> {
+export function runTraining(o: BenchOptions, m: BenchModel, files: ModelFiles, quantizedLlm?: string): NonNullable<ModelResult['training']> {
   const w = PRESETS[o.preset].workload;
   const out = {} as NonNullable<ModelResult['training']>;
-  for (const stage of [1, 2] as const) {
+  const full = o.preset === 'full';
+  for (const stage of full ? [1 as const] : [1 as const, 2 as const]) {
     const inputs = join(o.cache, `train-inputs-${m.name}.safetensors`);
     rmSync(inputs, { force: true });
-    o.log(`[${m.name}] our training step, stage ${stage}`);
-    const ours = child<TrainTimes>({ kind: 'ours-train', model: files.mg, llm: files.llm, stage, threads: o.threads, workload: w, inputsFile: inputs, steps: 3 }, o.log);
-    let torch: TorchTrainTimes | Skipped = { skipped: 'peers disabled (--no-peers)' };
-    if (o.peers) {
+    o.log(`[${m.name}] our training step, stage ${stage}${full ? ' (4-bit frozen LLM)' : ''}`);
+    const llm = full && quantizedLlm ? quantizedLlm : files.llm;
+    const ours = child<TrainTimes>({ kind: 'ours-train', model: files.mg, llm, stage, threads: o.threads, workload: w, inputsFile: inputs, steps: full ? 2 : 3 }, o.log);
+    let torch: TorchTrainTimes | Skipped = { skipped: full ? 'not run at real size (PyTorch\'s float32 LLM needs 15-27 GiB)' : 'peers disabled (--no-peers)' };
+    if (o.peers && !full) {
       const ready = torchReady(o.python);
       if ('skipped' in ready) torch = ready;
       else if (!existsSync(inputs)) torch = { skipped: 'our training run failed, so there is no batch to give PyTorch' };
@@ -352,7 +356,7 @@ async function benchModel(m: BenchModel, o: BenchOptions): Promise<ModelResult> 
   // against 8.8-10.0 without it before (page faults ruled out); nothing is measured after it now.
   o.log(`[${m.name}] PyTorch vision side`);
   const torch = runTorch(o, files.mg, files.inputs);
-  const training = o.preset === 'full' ? undefined : runTraining(o, m, files);
+  const training = runTraining(o, m, files, ourLlm.skipped ? undefined : ourLlm.folder);
 
   const result: Omit<ModelResult, 'ratios'> = {
     title: m.title,

@@ -9,6 +9,9 @@ import { Progress } from './progress.js';
 import { dirname, resolve } from 'node:path';
 import { exportXtuner } from '../train/export-xtuner.js';
 import { resolveModelFiles } from '../model/model-files.js';
+import { openWeights } from '../weights/open.js';
+import { readBytes } from '../weights/types.js';
+import { writeTorchCheckpoint } from '../weights/write-torch.js';
 
 export interface TrainArgs {
   stage: 1 | 2;
@@ -44,6 +47,23 @@ export interface TrainArgs {
   quiet?: boolean;
 }
 
+/**
+ * XTuner loads `pretrained_pth` with torch.load: a safetensors checkpoint (ours, after `mgllava
+ * train --stage 1`) is written beside the export folder as a torch file, `<export>.pretrained.pth`.
+ */
+function torchCheckpointFor(checkpoint: string, exportDir: string, quiet?: boolean): string {
+  if (!/\.safetensors$|\.safetensors\.index\.json$/.test(checkpoint)) return checkpoint;
+  const out = `${resolve(exportDir)}.pretrained.pth`;
+  const store = openWeights(checkpoint);
+  writeTorchCheckpoint(out, store.keys().map((k) => {
+    const t = store.get(k)!;
+    if (t.dtype !== 'F32' && t.dtype !== 'BF16' && t.dtype !== 'F16') throw new InputError(`${checkpoint}: tensor ${k} is ${t.dtype}; a checkpoint for XTuner holds float tensors`, checkpoint);
+    return { name: k, dtype: t.dtype, shape: t.shape, data: readBytes(t) };
+  }));
+  if (!quiet) process.stderr.write(`wrote ${out} (${checkpoint} as a torch file, for XTuner's pretrained_pth)\n`);
+  return out;
+}
+
 /** --export-xtuner: the same job as the release's XTuner config and data files, instead of training here. */
 function runExport(a: TrainArgs, bundledModel: string | undefined): void {
   const files = resolveModelFiles({ model: a.model ?? bundledModel, checkpoint: a.checkpoint, llm: a.llm, visualEncoder: a.visualEncoder, visualEncoderAux: a.visualEncoderAux });
@@ -60,7 +80,7 @@ function runExport(a: TrainArgs, bundledModel: string | undefined): void {
     imageFolder: a.imageFolder ?? dirname(resolve(a.data)),
     boxes: a.boxes,
     // Stage 2 starts from the model's checkpoint (stage 1's), which XTuner reads with torch.load.
-    pretrainedCheckpoint: a.stage === 2 ? files.checkpoint : undefined,
+    pretrainedCheckpoint: a.stage === 2 ? torchCheckpointFor(files.checkpoint, a.exportXtuner!, a.quiet) : undefined,
     epochs: a.epochs,
     maxSteps: a.maxSteps,
     batchSize: a.batchSize,

@@ -92,7 +92,7 @@ export class MgLlava {
     if (!files.llm) throw new InputError('no LLM folder: set "llm" in mgllava_config.json or pass --llm', '--llm');
     const template = getTemplate(opts.template ?? files.promptTemplate);
     const tokenizer = Tokenizer.fromFolder(files.llm);
-    const llm = await CausalLM.load(files.llm, { checkpoint: openWeights(files.checkpoint), threads: opts.threads, packedCache: opts.packedCache, onNote: opts.onNote });
+    const llm = await CausalLM.load(files.llm, { checkpoint: openWeights(files.checkpoint), loraAlpha: files.loraAlpha, threads: opts.threads, packedCache: opts.packedCache, onNote: opts.onNote });
     return new MgLlava(files, opts, { llm, tokenizer, template });
   }
 

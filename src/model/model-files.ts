@@ -39,6 +39,8 @@ export interface ModelFiles {
   visualEncoderAux: string;
   promptTemplate: string;
   vision: VisionSettings;
+  /** mgllava_config.json "lora_alpha": the scale numerator of an XTuner LoRA checkpoint's adapters. */
+  loraAlpha?: number;
   /** Set when a detector is configured: chat/encode then find boxes themselves when none are given. */
   detector?: DetectorFiles;
 }
@@ -101,6 +103,11 @@ export function resolveModelFiles(spec: ModelSpec): ModelFiles {
       projectorDepth: int('projector_depth', DEFAULT_VISION_SETTINGS.projectorDepth),
     },
   };
+  const alpha = cfg['lora_alpha'];
+  if (alpha !== undefined && alpha !== null) {
+    if (typeof alpha !== 'number' || !(alpha > 0)) throw new InputError(`${cfgPath}: "lora_alpha" must be a positive number`, cfgPath);
+    files.loraAlpha = alpha;
+  }
   const detector = detectorFiles(cfg['detector'], spec.detector, base, cfgPath);
   if (detector) files.detector = detector;
   for (const [flag, p] of [['--checkpoint', files.checkpoint], ['--visual-encoder', files.visualEncoder], ['--visual-encoder-aux', files.visualEncoderAux]] as const) {

@@ -59,7 +59,7 @@ export async function loadTrainModel(files: ModelFiles, opts: { threads?: number
   return {
     files,
     checkpoint,
-    llm: quantization ? openWeights(files.llm) : llmWeights(openWeights(files.llm), checkpoint),
+    llm: quantization ? openWeights(files.llm) : llmWeights(openWeights(files.llm), checkpoint, files.loraAlpha),
     llmConfig: config,
     ...(quantization ? { quantization: { bits: quantization.bits, blockSize: quantization.blockSize, accuracyLevel: 4 } } : {}),
     frozen,

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TINY, casesJson, fixture, relErr } from '../helpers/fixtures.js';
 import { CLI, assertOneLineError, mgllava } from '../helpers/cli.js';
-import { SafetensorsStore } from '../../src/weights/safetensors.js';
+import { openWeights } from '../../src/weights/open.js';
 import { readF32 } from '../../src/weights/types.js';
 import { readCheckpoint } from '../../src/train/checkpoint.js';
 
@@ -22,7 +22,7 @@ const write = (name: string, v: unknown) => {
   return p;
 };
 const tensors = (path: string) => {
-  const s = SafetensorsStore.open(path);
+  const s = openWeights(path);
   return new Map(s.keys().map((k) => [k, readF32(s.get(k)!)]));
 };
 const losses = (stdout: string) => stdout.trim().split('\n').map((l) => (JSON.parse(l) as { loss: number }).loss);
@@ -230,6 +230,17 @@ test('--export-xtuner writes the release job for the same data and settings inst
   assert.match(config, /pretrained_pth = '.*iter_1\.pth'/);
   assert.equal(existsSync(join(dir, 'unused')), false, 'nothing trained');
   assert.equal((JSON.parse(readFileSync(join(out, 'data.json'), 'utf8')) as unknown[]).length, 20);
+
+  // From our own stage-1 output (safetensors): written beside as the torch file XTuner loads.
+  const ours = join(dir, 'xtuner-from-ours');
+  const r2 = await mgllava(['train', '--stage', '2', '--model', join(dir, 'd1'), '--data', d.data, '--boxes', d.boxes, '--out', join(dir, 'unused'), '--export-xtuner', ours]);
+  assert.equal(r2.code, 0, r2.stderr);
+  const pth = `${ours}.pretrained.pth`;
+  assert.match(readFileSync(join(ours, 'fuse_more_mgllava_clip_L_14_336_sft_padding.py'), 'utf8'), new RegExp(`pretrained_pth = '${pth.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}'`));
+  const back = tensors(pth);
+  const src = tensors(join(dir, 'd1', 'model.safetensors'));
+  assert.equal(back.size, src.size);
+  for (const [k, v] of src) assert.deepEqual(back.get(k), v, k);
 });
 
 test('stage 1 over an 8-bit quantized LLM: gradients flow through the frozen MatMulNBits weights', async () => {

@@ -27,6 +27,8 @@ import { checkpointFingerprint, hasLlmTensors } from './checkpoint-fingerprint.j
 export interface CausalLMOptions {
   /** An MG-LLaVA checkpoint whose `llm.*` tensors replace the folder's own. */
   checkpoint?: WeightStore;
+  /** lora_alpha of an XTuner LoRA checkpoint (model/llm-weights.ts), when no adapter_config.json says it. */
+  loraAlpha?: number;
   /** Intra-op threads (default: onnxruntime's choice). */
   threads?: number;
   /** Attention implementation (default: fused GroupQueryAttention where the head size allows). */
@@ -177,7 +179,7 @@ export class CausalLM {
     let store = base;
     if (opts.checkpoint) {
       if (quantization) checkQuantizedAgainstCheckpoint(folder, quantization, opts.checkpoint);
-      else store = llmWeights(base, opts.checkpoint);
+      else store = llmWeights(base, opts.checkpoint, opts.loraAlpha);
     }
     return CausalLM.fromStore(config, store, { ...opts, quantization });
   }
