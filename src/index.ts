@@ -22,6 +22,14 @@ export { Owlv2Detector, detectionsJson, toDetections, DEFAULT_DETECTION_THRESHOL
 export type { DetectionResult, DetectOptions, DetectorLoadOptions } from './detect/owlv2.js';
 export { COCO_80, cocoTags, fixedTags, parseTagList } from './detect/tags.js';
 export type { TagSource } from './detect/tags.js';
+export { train, trainableSelector } from './train/trainer.js';
+export type { TrainOptions, TrainResult, StepReport } from './train/trainer.js';
+export { exportXtuner } from './train/export-xtuner.js';
+export type { XtunerExportOptions, XtunerExport } from './train/export-xtuner.js';
+export { loadTrainData, collate } from './train/data.js';
+export type { TrainSample, TrainData } from './train/data.js';
+export { encodeConversation } from './train/labels.js';
+export { appendBackward } from './graph/autodiff.js';
 
 import { MgLlava, LoadOptions } from './model/mg-llava.js';
 import { ModelSpec } from './model/model-files.js';

@@ -114,7 +114,9 @@ export class StepRunner {
     if (!s) {
       s = (async () => {
         const { graph, trainable } = this.build(withImages);
-        return { session: await Session.fromGraph(graph, { threads: this.threads }), trainable };
+        // No memory pattern: its one planned block for all of a step's intermediates held ~0.35 GB
+        // more per decoder layer at the 3.8B shape, and ran slower (measured; docs/training.md).
+        return { session: await Session.fromGraph(graph, { threads: this.threads, memPattern: false }), trainable };
       })();
       this.sessions.set(withImages, s);
     }

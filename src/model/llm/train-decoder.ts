@@ -73,7 +73,7 @@ function ropeTables(g: Graph, c: LlmConfig, embeds: Value): Rope {
   return { cos: g.op1('Cos', [emb], {}, { name: 'rope.cos' }), sin: g.op1('Sin', [emb], {}, { name: 'rope.sin' }) };
 }
 
-/** [1, 1, T, T] booleans: key j visible from query i when j <= i (and i - j < window). */
+/** [1, 1, T, T] additive bias: 0 where key j is visible from query i (j <= i, and i - j < window), -inf elsewhere. */
 function trainingMask(g: Graph, c: LlmConfig, embeds: Value): Value {
   const T = g.op1('Squeeze', [g.op1('Shape', [embeds], { start: 1, end: 2 }), g.constI64([0])]);
   const r = g.op1('Range', [g.constI64([0], []), T, g.constI64([1], [])]);
@@ -81,7 +81,8 @@ function trainingMask(g: Graph, c: LlmConfig, embeds: Value): Value {
   const k = g.op1('Unsqueeze', [r, g.constI64([0])]); // [1, T]
   let ok = g.op1('LessOrEqual', [k, q]);
   if (c.slidingWindow !== undefined) ok = g.op1('And', [ok, g.op1('Less', [g.op1('Sub', [q, k]), g.constI64([c.slidingWindow], [])])]);
-  return g.op1('Unsqueeze', [ok, g.constI64([0, 1])], {}, { name: 'train_mask' });
+  const bias = g.op1('Where', [ok, g.constF32([0], []), g.constF32([-Infinity], [])]);
+  return g.op1('Unsqueeze', [bias, g.constI64([0, 1])], {}, { name: 'train_mask' });
 }
 
 /** x [B, heads, T, hd] with HF's rotary on its first rotaryDim dims. */
@@ -112,11 +113,14 @@ function causalAttention(g: Graph, c: LlmConfig, q: Value, k: Value, v: Value, r
     g.op1('Expand', [g.op1('Unsqueeze', [x, I([2])]), I([1, 1, rep, 1, 1])]),
     I([0, c.heads, -1, hd]),
   ]);
-  const qr = rotate(g, c, bhsd(q, c.heads), rope);
+  // Memory: the backward pass keeps only what its rules read, so the [B, heads, T, T] tensors are
+  // made once: the scale goes on q (a [B, heads, T, hd] tensor), the mask is an additive bias
+  // (its VJP passes dy through), and Softmax's VJP reads only its output.
+  const qr = g.op1('Mul', [rotate(g, c, bhsd(q, c.heads), rope), g.constF32([1 / Math.sqrt(hd)], [])]);
   const kr = repeat(rotate(g, c, bhsd(k, c.kvHeads), rope));
   const vr = repeat(bhsd(v, c.kvHeads));
-  const scores = g.op1('Mul', [g.op1('MatMul', [qr, g.op1('Transpose', [kr], { perm: [0, 1, 3, 2] })]), g.constF32([1 / Math.sqrt(hd)], [])]);
-  const probs = g.op1('Softmax', [g.op1('Where', [mask, scores, g.constF32([-Infinity], [])])], { axis: -1 }, { name: `${name}.probs` });
+  const scores = g.op1('Add', [g.op1('MatMul', [qr, g.op1('Transpose', [kr], { perm: [0, 1, 3, 2] })]), mask]);
+  const probs = g.op1('Softmax', [scores], { axis: -1 }, { name: `${name}.probs` });
   const out = g.op1('Transpose', [g.op1('MatMul', [probs, vr])], { perm: [0, 2, 1, 3] });
   return g.op1('Reshape', [out, I([0, 0, c.heads * hd])], {}, { name: `${name}.attn` });
 }
