@@ -185,7 +185,11 @@ test('a run killed while it saves leaves the last complete checkpoint and no par
   const d = overfitData();
   const out = join(dir, 'killed');
   const child = spawn(process.execPath, [CLI, 'train', '--stage', '2', '--data', d.data, '--boxes', d.boxes, '--out', out, '--max-steps', '400',
-    '--save-every', '1', '--json', '--quiet'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    '--save-every', '1', '--json', '--quiet'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    // The CLI would re-run itself under tuned malloc settings; SIGKILL must reach the trainer itself.
+    env: { ...process.env, MGLLAVA_MALLOC_TUNED: '1' },
+  });
   let lines = 0;
   await new Promise<void>((resolve) => {
     child.stdout.on('data', (b: Buffer) => {
