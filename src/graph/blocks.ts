@@ -113,6 +113,20 @@ export function selfAttention(g: Graph, q: Value, k: Value, v: Value, heads: num
   return g.op1('MultiHeadAttention', [q, k, v], { num_heads: heads }, { domain: MS_DOMAIN, name });
 }
 
+/**
+ * The same attention as selfAttention from plain ops (MatMul, Softmax), for graphs that are
+ * differentiated (autodiff.ts: the fused kernel has no VJP): q, k, v [B, S, heads*dim] -> [B, S,
+ * heads*dim], scale 1/sqrt(dim) applied to q.
+ */
+export function plainSelfAttention(g: Graph, q: Value, k: Value, v: Value, heads: number, dim: number, name = 'attn'): Value {
+  const split = (x: Value) => g.op1('Transpose', [reshape(g, x, [0, 0, heads, dim])], { perm: [0, 2, 1, 3] }); // [B, h, S, d]
+  const qs = g.op1('Mul', [split(q), g.constF32([1 / Math.sqrt(dim)], [])]);
+  const kt = g.op1('Transpose', [reshape(g, k, [0, 0, heads, dim])], { perm: [0, 2, 3, 1] }); // [B, h, d, S]
+  const probs = g.op1('Softmax', [g.op1('MatMul', [qs, kt])], { axis: -1 });
+  const out = g.op1('Transpose', [g.op1('MatMul', [probs, split(v)])], { perm: [0, 2, 1, 3] });
+  return reshape(g, out, [0, 0, heads * dim], name);
+}
+
 /** Reshape to a fixed shape (0 keeps the input dim, -1 infers). */
 export function reshape(g: Graph, x: Value, shape: readonly number[], name = 'reshape'): Value {
   return g.op1('Reshape', [x, g.constI64(shape, [shape.length], `${name}.shape`)], {}, { name });

@@ -2,7 +2,7 @@
 // layer -2 without the CLS token: [B, (image/patch)^2, D] (576 x 1024 for ViT-L/14-336).
 
 import { Graph, Value } from '../graph/graph.js';
-import { activation, conv2d, layerNorm, linear, reshape, selfAttention } from '../graph/blocks.js';
+import { activation, conv2d, layerNorm, linear, plainSelfAttention, reshape, selfAttention } from '../graph/blocks.js';
 import { InputError } from '../core/errors.js';
 import { Params } from './params.js';
 
@@ -53,7 +53,7 @@ export interface ClipOutputs {
  * HF style: hidden_states has layers+1 entries, the first being the embeddings).
  * Layers after the selected one are never built.
  */
-export function clipVision(g: Graph, p: Params, c: ClipVisionConfig, pixels: Value, selectLayer: number): ClipOutputs {
+export function clipVision(g: Graph, p: Params, c: ClipVisionConfig, pixels: Value, selectLayer: number, attention: 'fused' | 'ops' = 'fused'): ClipOutputs {
   const D = c.hiddenSize;
   const n = clipTokens(c);
   const index = selectLayer < 0 ? c.layers + 1 + selectLayer : selectLayer;
@@ -78,7 +78,9 @@ export function clipVision(g: Graph, p: Params, c: ClipVisionConfig, pixels: Val
       (v: Value) => linear(g, v, l.take(`${key}.weight`, [out, inp]), l.take(`${key}.bias`, [out]), `l${i}.${key}`);
     // Attention block: x + out_proj(MHA(LN1(x)))
     const h = layerNorm(g, x, l.take('layer_norm1.weight', [D]), l.take('layer_norm1.bias', [D]), c.eps, `l${i}.ln1`);
-    const att = selfAttention(g, lin('self_attn.q_proj', D, D)(h), lin('self_attn.k_proj', D, D)(h), lin('self_attn.v_proj', D, D)(h), c.heads, `l${i}.mha`);
+    const [q, k, v] = ['q', 'k', 'v'].map((n) => lin(`self_attn.${n}_proj`, D, D)(h)) as [Value, Value, Value];
+    // 'ops': the same attention from MatMul/Softmax, for training (the fused kernel has no VJP).
+    const att = attention === 'fused' ? selfAttention(g, q, k, v, c.heads, `l${i}.mha`) : plainSelfAttention(g, q, k, v, c.heads, D / c.heads, `l${i}.mha`);
     x = g.op1('Add', [x, lin('self_attn.out_proj', D, D)(att)]);
     // MLP block: x + fc2(act(fc1(LN2(x))))
     const h2 = layerNorm(g, x, l.take('layer_norm2.weight', [D]), l.take('layer_norm2.bias', [D]), c.eps, `l${i}.ln2`);

@@ -7,7 +7,7 @@
 
 import { F32Tensor } from '../core/tensor.js';
 import { Feed } from '../runtime/session.js';
-import { FrozenFeatures } from './frozen-features.js';
+import { FrozenFeatures, ImageInputs } from './frozen-features.js';
 import { IGNORE_INDEX, IMAGE_TOKEN_INDEX } from './labels.js';
 import { PAD_TOKEN_INDEX } from './data.js';
 import { STEP_NAMES } from './step-graph.js';
@@ -15,8 +15,10 @@ import { STEP_NAMES } from './step-graph.js';
 export interface BatchItem {
   inputIds: readonly number[];
   labels: readonly number[];
-  /** The sample's image features, when it has an image. */
+  /** The sample's image features, when it has an image (frozen encoders). */
   features?: FrozenFeatures;
+  /** Or its pixels and box pooling weights (encoders in the step graph). */
+  inputs?: ImageInputs;
 }
 
 export interface BatchFeeds {
@@ -33,7 +35,7 @@ export interface BatchFeeds {
 export function batchFeeds(items: readonly BatchItem[], tokens: number): BatchFeeds {
   // Pass 1: the expanded sequences as (kind, index) per position.
   const text: number[] = [];
-  const images: FrozenFeatures[] = [];
+  const images: (FrozenFeatures | ImageInputs)[] = [];
   let boxRows = 0;
   type Pos = { kind: 0 | 1 | 2; i: number; label: number };
   const seqs: Pos[][] = items.map((it) => {
@@ -45,12 +47,13 @@ export function batchFeeds(items: readonly BatchItem[], tokens: number): BatchFe
         text.push(id);
         return;
       }
-      if (!it.features || used) throw new Error('batchFeeds: an image position without (or with a second use of) its image features');
+      const image = it.features ?? it.inputs;
+      if (!image || used) throw new Error('batchFeeds: an image position without (or with a second use of) its image features');
       used = true;
       const img = images.length;
-      images.push(it.features);
+      images.push(image);
       for (let j = 0; j < tokens; j++) out.push({ kind: 1, i: img * tokens + j, label: IGNORE_INDEX });
-      const k = it.features.boxFeats.dims[0]!;
+      const k = boxCount(image);
       for (let j = 0; j < k; j++) out.push({ kind: 2, i: boxRows + j, label: IGNORE_INDEX });
       boxRows += k;
     });
@@ -88,12 +91,43 @@ export function batchFeeds(items: readonly BatchItem[], tokens: number): BatchFe
     [STEP_NAMES.labelPositions]: { dims: [labelled], data: BigInt64Array.from(positions, BigInt) },
     [STEP_NAMES.targets]: { dims: [labelled], data: BigInt64Array.from(targets, BigInt) },
   };
-  if (withImages) {
+  if (withImages && images.every((f): f is FrozenFeatures => 'lowRes' in f)) {
     feeds[STEP_NAMES.lowRes] = stack(images.map((f) => f.lowRes));
     feeds[STEP_NAMES.highRes] = stack(images.map((f) => f.highRes));
     feeds[STEP_NAMES.boxFeats] = concatRows(images.map((f) => f.boxFeats));
+  } else if (withImages) {
+    Object.assign(feeds, encoderFeeds(images as ImageInputs[]));
   }
   return { feeds, withImages, batch: B, seq: T, labelled };
+}
+
+function boxCount(f: FrozenFeatures | ImageInputs): number {
+  return 'boxFeats' in f ? f.boxFeats.dims[0]! : f.boxWeights[0]!.dims[1]!;
+}
+
+/** Pixels, box weights padded to the batch's most boxes (zero columns), and the real boxes' rows. */
+function encoderFeeds(images: readonly ImageInputs[]): Record<string, Feed> {
+  const kMax = Math.max(1, ...images.map(boxCount));
+  const feeds: Record<string, Feed> = {
+    [STEP_NAMES.pixelValues]: stack(images.map((f) => f.pixelValues)),
+    [STEP_NAMES.pixelValuesAux]: stack(images.map((f) => f.pixelValuesAux)),
+  };
+  images[0]!.boxWeights.forEach((w0, l) => {
+    const hw = w0.dims[0]!;
+    const data = new Float32Array(images.length * hw * kMax);
+    images.forEach((f, i) => {
+      const w = f.boxWeights[l]!;
+      const k = w.dims[1]!;
+      for (let p = 0; p < hw; p++) data.set(w.data.subarray(p * k, (p + 1) * k), (i * hw + p) * kMax);
+    });
+    feeds[STEP_NAMES.boxWeights(l)] = { dims: [images.length, hw, kMax], data };
+  });
+  const rows: bigint[] = [];
+  images.forEach((f, i) => {
+    for (let j = 0; j < boxCount(f); j++) rows.push(BigInt(i * kMax + j));
+  });
+  feeds[STEP_NAMES.boxRows] = { dims: [rows.length], data: BigInt64Array.from(rows) };
+  return feeds;
 }
 
 /** [n] tensors of one shape -> [n, ...shape]. */

@@ -28,6 +28,16 @@ export interface FrozenFeatures {
   boxFeats: F32Tensor;
 }
 
+/** An image as the step graph takes it when the encoders learn (step-graph.ts StepEncoders). */
+export interface ImageInputs {
+  /** [3, s, s] */
+  pixelValues: F32Tensor;
+  /** [3, S, S] */
+  pixelValuesAux: F32Tensor;
+  /** Per ConvNeXt stage: [H_l * W_l, k] pooling weights of the image's boxes (k = 0 without boxes). */
+  boxWeights: F32Tensor[];
+}
+
 export interface FrozenVisionWeights {
   clip: WeightStore;
   clipConfig: ClipVisionConfig;
@@ -44,7 +54,8 @@ export class FrozenVision {
     readonly clip: ClipVisionConfig,
     readonly convnext: ConvNextConfig,
     readonly settings: VisionSettings,
-    private readonly stageSizes: [number, number][],
+    readonly stageSizes: [number, number][],
+    readonly weights: FrozenVisionWeights,
     private readonly view: Session,
     private readonly encoder: Session,
     private readonly pool: Session,
@@ -77,7 +88,7 @@ export class FrozenVision {
 
     const make = (g: Graph) => Session.fromGraph(g, { threads: opts.threads, prepack: true });
     const [v, e, p] = await Promise.all([make(view), make(enc), make(pool)]);
-    return new FrozenVision(w.clipConfig, convnext, settings, stageSizes, v, e, p, opts.cacheBytes ?? 1 << 30);
+    return new FrozenVision(w.clipConfig, convnext, settings, stageSizes, w, v, e, p, opts.cacheBytes ?? 1 << 30);
   }
 
   get boxWidth(): number {
@@ -132,6 +143,35 @@ export class FrozenVision {
     }
     return f;
   }
+
+  /**
+   * The pixels and box pooling weights of one image, for a step graph in which the encoders
+   * learn (the same preprocessing and box pipeline as `features`), kept in the same cache.
+   */
+  async inputs(image: RgbImage | (() => Promise<RgbImage>), detections: Detections | undefined, boxOptions: BoxOptions, key?: string): Promise<ImageInputs> {
+    const hit = key === undefined ? undefined : this.inputCache.get(key);
+    if (hit) return hit;
+    const img = typeof image === 'function' ? await image() : image;
+    const S = this.settings.imageSizeAux;
+    const pre = clipPreprocess(img, { size: S });
+    const aux: F32Tensor = { dims: [1, 3, S, S], data: pre.pixelValues };
+    const low = (await this.view.run({ pixel_values_aux: aux })).pixel_values!;
+    const boxes = detections ? prepareBoxes(detections, pre.geometry, boxOptions).boxes : new Float32Array(0);
+    const boxWeights = boxes.length
+      ? boxPoolingWeights(boxes, this.stageSizes, { outputSize: this.settings.boxFeatSize, spatialScale: this.stageSizes[0]![0] / 768 })
+      : this.stageSizes.map(([h, w]) => ({ dims: [h * w, 0], data: new Float32Array(0) }));
+    const out: ImageInputs = { pixelValues: { dims: low.dims.slice(1), data: low.data }, pixelValuesAux: { dims: [3, S, S], data: aux.data }, boxWeights };
+    if (key !== undefined) {
+      const bytes = 4 * (out.pixelValues.data.length + out.pixelValuesAux.data.length + boxWeights.reduce((a, w) => a + w.data.length, 0));
+      if (this.cachedBytes + bytes <= this.budget) {
+        this.inputCache.set(key, out);
+        this.cachedBytes += bytes;
+      }
+    }
+    return out;
+  }
+
+  private readonly inputCache = new Map<string, ImageInputs>();
 
   async release(): Promise<void> {
     await Promise.all([this.view.release(), this.encoder.release(), this.pool.release()]);

@@ -27,6 +27,8 @@ import { projector } from '../model/projector.js';
 import { LlmConfig } from '../model/llm/config.js';
 import { trainDecoder } from '../model/llm/train-decoder.js';
 import { QuantizedLinears } from '../model/llm/quantized.js';
+import { ClipVisionConfig, clipVision } from '../model/clip-vit.js';
+import { ConvNextConfig, convNextStages } from '../model/convnext.js';
 
 export interface StepGraphShapes {
   /** CLIP width C. */
@@ -55,6 +57,26 @@ export interface StepGraphSpec {
   loraScale?: number;
   /** The LLM's linears are stored quantized (frozen; gradients flow through them to the inputs). */
   quantization?: QuantizedLinears;
+  /**
+   * Vision encoders inside the graph (some of their tensors learn): the step then takes pixels
+   * and box pooling weights instead of the frozen encoders' outputs.
+   */
+  encoders?: StepEncoders;
+}
+
+/** The vision encoders for a step graph in which they learn. */
+export interface StepEncoders {
+  /** CLIP tensors (`vision_model.*`); graph names `visual_encoder.` + key. */
+  clip: WeightStore;
+  clipConfig: ClipVisionConfig;
+  /** open_clip ConvNeXt tensors (`visual.trunk.*`); graph names `visual_encoder_aux.` + key. */
+  convnext: WeightStore;
+  convnextConfig: ConvNextConfig;
+  visualSelectLayer: number;
+  /** Side of pixel_values_aux (768). */
+  imageSizeAux: number;
+  /** [H_l, W_l] of each ConvNeXt stage. */
+  stageSizes: readonly (readonly [number, number])[];
 }
 
 export interface TrainableTensor {
@@ -79,6 +101,13 @@ export const STEP_NAMES = {
   gatherIdx: 'gather_idx',
   /** int64 [n]: flat positions b * T + t whose next token is a label. */
   labelPositions: 'label_positions',
+  /** With trainable encoders: float [nImg, 3, s, s] and [nImg, 3, S, S]. */
+  pixelValues: 'pixel_values',
+  pixelValuesAux: 'pixel_values_aux',
+  /** With trainable encoders: float [nImg, H_l * W_l, kMax], each image's box pooling weights (zero columns past its k). */
+  boxWeights: (l: number) => `box_weights_${l}`,
+  /** With trainable encoders: int64 [K], the real boxes' rows of the [nImg * kMax] pooled rows, in order. */
+  boxRows: 'box_rows',
   /** int64 [n]: those labels (the label at t + 1). */
   targets: 'targets',
   loss: 'loss',
@@ -99,11 +128,23 @@ export function buildStepGraph(s: StepGraphSpec): StepGraph {
   let text = g.op1('Gather', [table.value, textIds], { axis: 0 }, { name: 'text_embeds' });
   if (table.dtype !== 'F32') text = g.op1('Cast', [text], { to: 1 });
   rows.push(text);
+  const encoderInputs: TrainableInputs[] = [];
   if (s.withImages) {
     const N = sh.grid * sh.grid;
-    const low = g.input(STEP_NAMES.lowRes, 'F32', ['images', N, sh.clipWidth]);
-    const high = g.input(STEP_NAMES.highRes, 'F32', ['images', sh.convWidth, sh.grid, sh.grid]);
-    const boxes = g.input(STEP_NAMES.boxFeats, 'F32', ['boxes', sh.boxWidth]);
+    let low: Value;
+    let high: Value;
+    let boxes: Value;
+    if (s.encoders) {
+      const e = s.encoders;
+      const clipIn = new TrainableInputs(g, (key) => s.trainable(`visual_encoder.${key}`), 'visual_encoder.');
+      const auxIn = new TrainableInputs(g, (key) => s.trainable(`visual_encoder_aux.${key}`), 'visual_encoder_aux.');
+      encoderInputs.push(clipIn, auxIn);
+      ({ low, high, boxes } = encodersForward(g, e, clipIn, auxIn));
+    } else {
+      low = g.input(STEP_NAMES.lowRes, 'F32', ['images', N, sh.clipWidth]);
+      high = g.input(STEP_NAMES.highRes, 'F32', ['images', sh.convWidth, sh.grid, sh.grid]);
+      boxes = g.input(STEP_NAMES.boxFeats, 'F32', ['boxes', sh.boxWidth]);
+    }
     const ck = new Params(g, s.checkpoint, '', vis);
     const fused = fuseModule(g, ck.sub('fuse_module.'), { low: sh.clipWidth, high: sh.convWidth, grid: sh.grid }, low, high);
     const image = projector(g, ck.sub('projector.'), sh.projectorDepth, sh.clipWidth, H, fused, 'projector');
@@ -124,7 +165,34 @@ export function buildStepGraph(s: StepGraphSpec): StepGraph {
   const made = [
     ...vis.list().map((t) => ({ ...t, store: s.checkpoint })),
     ...lm.list().map((t) => ({ ...t, store: s.llm })),
+    ...(encoderInputs[0]?.list() ?? []).map((t) => ({ ...t, store: s.encoders!.clip })),
+    ...(encoderInputs[1]?.list() ?? []).map((t) => ({ ...t, store: s.encoders!.convnext })),
   ];
   appendBackward(g, loss, made.map((t) => t.value), { outputName: STEP_NAMES.grad });
   return { graph: g, trainable: made.map(({ name, key, store, shape }) => ({ name, key, store, shape })) };
+}
+
+/**
+ * CLIP (plain-op attention) and the ConvNeXt stages on the batch's pixels, and each image's
+ * object features as the inference graphs compute them (object-features.ts: one MatMul per stage
+ * with the box pooling weights), here batched over images with kMax weight columns each:
+ *   stage_l [nImg, C_l, H_l W_l] @ W_l [nImg, H_l W_l, kMax] -> [nImg, C_l, kMax]
+ *   -> [nImg * kMax, sumC] -> the real boxes' rows [K, sumC].
+ */
+function encodersForward(g: Graph, e: StepEncoders, clipIn: TrainableInputs, auxIn: TrainableInputs): { low: Value; high: Value; boxes: Value } {
+  const s = e.clipConfig.imageSize;
+  const S = e.imageSizeAux;
+  const px = g.input(STEP_NAMES.pixelValues, 'F32', ['images', 3, s, s]);
+  const aux = g.input(STEP_NAMES.pixelValuesAux, 'F32', ['images', 3, S, S]);
+  const low = clipVision(g, new Params(g, e.clip, 'vision_model.', clipIn), e.clipConfig, px, e.visualSelectLayer, 'ops').features;
+  const stages = convNextStages(g, new Params(g, e.convnext, 'visual.trunk.', auxIn), e.convnextConfig, aux);
+  const sumC = e.convnextConfig.dims.reduce((a, b) => a + b, 0);
+  const pooled = stages.map((st, l) => {
+    const [h, w] = e.stageSizes[l]!;
+    const flat = g.op1('Reshape', [st, g.constI64([0, e.convnextConfig.dims[l]!, h * w])]);
+    return g.op1('MatMul', [flat, g.input(STEP_NAMES.boxWeights(l), 'F32', ['images', h * w, 'kmax'])]); // [nImg, C_l, kMax]
+  });
+  const rows = g.op1('Reshape', [g.op1('Transpose', [g.op1('Concat', pooled, { axis: 1 })], { perm: [0, 2, 1] }), g.constI64([-1, sumC])]);
+  const boxes = g.op1('Gather', [rows, g.input(STEP_NAMES.boxRows, 'I64', ['boxes'])], { axis: 0 }, { name: 'box_pooled' });
+  return { low, high: stages[3]!, boxes };
 }

@@ -17,6 +17,7 @@ import { LlmConfig } from '../model/llm/config.js';
 import { checkQuantizedAgainstCheckpoint, readLlmFolderConfig } from '../model/llm/causal-lm.js';
 import { QuantizedLinears } from '../model/llm/quantized.js';
 import { FrozenVision } from './frozen-features.js';
+import { encoderStores } from '../model/load-vision.js';
 import { BatchFeeds } from './batch.js';
 import { STEP_NAMES, StepGraphShapes, TrainableTensor, buildStepGraph } from './step-graph.js';
 
@@ -52,9 +53,8 @@ export async function loadTrainModel(files: ModelFiles, opts: { threads?: number
   // read alone, as chat reads it; its linears stay frozen (stage 1, or LoRA over them).
   if (quantization) checkQuantizedAgainstCheckpoint(files.llm, quantization, checkpoint);
   const frozen = await FrozenVision.load({
-    clip: openWeights(clipDir),
+    ...encoderStores(openWeights(clipDir), openWeights(files.visualEncoderAux), checkpoint),
     clipConfig: clipVisionConfig(readJson(clipCfg), clipCfg),
-    convnext: openWeights(files.visualEncoderAux),
   }, files.vision, opts);
   return {
     files,
@@ -84,19 +84,29 @@ export class StepRunner {
   /** Every trainable tensor, by release name (from the graph with images, which has them all). */
   readonly trainable: TrainableTensor[];
 
+  /** Whether some vision encoder tensor learns: the step then takes pixels (FrozenVision.inputs), not features. */
+  readonly encodersLearn: boolean;
+
   constructor(
     private readonly model: TrainModel,
     private readonly wants: (name: string) => boolean,
     private readonly threads?: number,
     private readonly loraScale?: number,
   ) {
+    const w = model.frozen.weights;
+    this.encodersLearn = w.clip.keys().some((k) => wants(`visual_encoder.${k}`)) || w.convnext.keys().some((k) => wants(`visual_encoder_aux.${k}`));
     this.trainable = this.build(true).trainable;
     if (this.trainable.length === 0) throw new InputError('nothing to train: no tensor matches the trainable modules');
   }
 
   private build(withImages: boolean) {
     const m = this.model;
-    return buildStepGraph({ checkpoint: m.checkpoint, llm: m.llm, llmConfig: m.llmConfig, quantization: m.quantization, shapes: m.shapes, trainable: this.wants, withImages, loraScale: this.loraScale });
+    const f = m.frozen;
+    const encoders = this.encodersLearn ? {
+      clip: f.weights.clip, clipConfig: f.clip, convnext: f.weights.convnext, convnextConfig: f.convnext,
+      visualSelectLayer: f.settings.visualSelectLayer, imageSizeAux: f.settings.imageSizeAux, stageSizes: f.stageSizes,
+    } : undefined;
+    return buildStepGraph({ checkpoint: m.checkpoint, llm: m.llm, llmConfig: m.llmConfig, quantization: m.quantization, shapes: m.shapes, trainable: this.wants, withImages, loraScale: this.loraScale, encoders });
   }
 
   /** The trainable tensors' starting values in float32 (bf16/f16 upcast), by release name. */

@@ -172,7 +172,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   for (const p of o.trainable ?? []) {
     if (!runner.trainable.some((t) => patternRegex(p).test(t.name))) {
       await runner.release();
-      throw new InputError(`--trainable ${p}: matches no tensor that can learn here (fuse_module.*, projector.*, bbox_projector.*, llm.*; the vision encoders are frozen)`, '--trainable');
+      throw new InputError(`--trainable ${p}: matches no tensor that can learn (fuse_module.*, projector.*, bbox_projector.*, llm.*, visual_encoder.vision_model.*, visual_encoder_aux.visual.trunk.*)`, '--trainable');
     }
   }
   try {
@@ -212,10 +212,10 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       const samples = order.slice(pos, pos + batchSize).map((i) => data.samples[i]!);
       const items = [];
       for (const s of samples) {
-        const features = s.image
-          ? await model.frozen.features(image(s), s.detections, s.boxOptions, `${s.image}\u0000${JSON.stringify(s.boxOptions)}\u0000${s.detections ? s.id : ''}`)
-          : undefined;
-        items.push({ inputIds: s.inputIds, labels: s.labels, features });
+        const key = `${s.image}\u0000${JSON.stringify(s.boxOptions)}\u0000${s.detections ? s.id : ''}`;
+        if (!s.image) items.push({ inputIds: s.inputIds, labels: s.labels });
+        else if (runner.encodersLearn) items.push({ inputIds: s.inputIds, labels: s.labels, inputs: await model.frozen.inputs(image(s), s.detections, s.boxOptions, key) });
+        else items.push({ inputIds: s.inputIds, labels: s.labels, features: await model.frozen.features(image(s), s.detections, s.boxOptions, key) });
       }
       const feeds = batchFeeds(items, model.frozen.grid ** 2);
       const r = await runner.run(feeds, values);
@@ -304,7 +304,11 @@ function saveCheckpoint(out: string, model: TrainModel, runner: StepRunner, valu
     trained: {
       stage: (state.settings as Settings).stage,
       iterations: state.iteration,
-      frozen: ['visual_encoder', 'visual_encoder_aux', ...((state.settings as Settings).stage === 1 || lora ? ['llm'] : [])],
+      frozen: [
+        ...(runner.trainable.some((t) => t.name.startsWith('visual_encoder.')) ? [] : ['visual_encoder']),
+        ...(runner.trainable.some((t) => t.name.startsWith('visual_encoder_aux.')) ? [] : ['visual_encoder_aux']),
+        ...((state.settings as Settings).stage === 1 || lora ? ['llm'] : []),
+      ],
       ...(lora ? { lora: { r: lora.settings.r, alpha: lora.settings.alpha, merged_into: model.quantization ? null : 'llm.*', adapter: ADAPTER_FILE } } : {}),
     },
   };

@@ -92,3 +92,37 @@ test('LoRA gradients: at B = 0, dL/dB = (alpha/r) dL/dW A^T and dL/dA = 0, W the
     assert.ok(res.grads.get(`llm.${t.module}.lora_A.weight`)!.every((x) => x === 0), `${t.module} lora_A`);
   }
 });
+
+test('trainable encoders: CLIP and ConvNeXt inside the step graph give D1 again, and their gradients match finite differences', async () => {
+  const c = casesJson();
+  const answer = c['D.answer_ids'] as number[];
+  const inputIds = [...(c['C.ids_before_image'] as number[]), IMAGE_TOKEN_INDEX, ...(c['C.ids_after_image'] as number[]), ...answer];
+  const labels = inputIds.map((_, i) => (i >= inputIds.length - answer.length ? inputIds[i]! : IGNORE_INDEX));
+  const inputs = await model.frozen.inputs(await decodeImage(join(TINY, 'example.jpg')), await readBoxFile(join(TINY, 'boxes_raw.json')), {});
+  const feeds = batchFeeds([{ inputIds, labels, inputs }], 576);
+  const learn = ['visual_encoder.vision_model.encoder.layers.0.self_attn.q_proj.weight', 'visual_encoder_aux.visual.trunk.stem.0.weight', 'visual_encoder_aux.visual.trunk.stages.1.blocks.0.conv_dw.weight'];
+  const runner = new StepRunner(model, (n) => stage1(n) || learn.includes(n));
+  assert.equal(runner.encodersLearn, true);
+  const values = runner.initialValues();
+  const r = await runner.run(feeds, values);
+  assert.ok(Math.abs(r.loss - fixture('D1.loss').data[0]!) < 1e-4, `loss ${r.loss}`);
+  for (const name of ['fuse_module.gate.0.weight', 'projector.model.0.weight', 'bbox_projector.model.0.weight']) {
+    assert.ok(relErr(r.grads.get(name)!, fixture(`D1.grad.${name}`).data) < 1e-3, name);
+  }
+  // Central differences of the loss along a random direction of each encoder tensor.
+  for (const name of learn) {
+    const g = r.grads.get(name)!;
+    const v = Float32Array.from(g, (_, i) => Math.sin(i * 12.9898));
+    const base = values.get(name)!;
+    const eps = 1e-2 / Math.sqrt(v.reduce((a, x) => a + x * x, 0) / v.length) * Math.sqrt(base.reduce((a, x) => a + x * x, 0) / base.length);
+    const at = async (sign: number) => {
+      const shifted = new Map(values);
+      shifted.set(name, Float32Array.from(base, (x, i) => x + sign * eps * v[i]!));
+      return (await runner.run(feeds, shifted)).loss;
+    };
+    const fd = ((await at(1)) - (await at(-1))) / (2 * eps);
+    const an = g.reduce((a, x, i) => a + x * v[i]!, 0);
+    if (process.env.MGLLAVA_TEST_VERBOSE) console.log(`${name}: analytic ${an}, finite differences ${fd}`);
+    assert.ok(Math.abs(fd - an) <= 0.05 * Math.abs(an) + 1e-4, `${name}: analytic ${an}, finite differences ${fd}`);
+  }
+});

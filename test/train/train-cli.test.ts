@@ -13,6 +13,7 @@ import { CLI, assertOneLineError, mgllava } from '../helpers/cli.js';
 import { openWeights } from '../../src/weights/open.js';
 import { readF32 } from '../../src/weights/types.js';
 import { readCheckpoint } from '../../src/train/checkpoint.js';
+import { encoderStores } from '../../src/model/load-vision.js';
 
 let dir: string;
 const boxes = JSON.parse(readFileSync(join(TINY, 'boxes_raw.json'), 'utf8')) as Record<string, unknown>;
@@ -265,4 +266,27 @@ test('stage 1 over an 8-bit quantized LLM: gradients flow through the frozen Mat
   }
   assertOneLineError(await mgllava(['train', '--stage', '2', '--model', join(TINY, 'mgllava'), '--llm', q8, '--data', d.data, '--out', join(dir, 'q8-s2')]),
     /quantized LLM cannot learn in stage 2/);
+});
+
+test('--trainable vision encoder tensors: they learn, are saved as visual_encoder*.*, and the vision loader reads them', async () => {
+  const d = overfitData();
+  const out = join(dir, 'encoders');
+  const r = await mgllava(['train', '--stage', '1', '--data', d.images, '--boxes', d.boxes, '--out', out, '--max-steps', '2', '--lr', '1e-2',
+    '--trainable', 'visual_encoder_aux.visual.trunk.stem*,visual_encoder.vision_model.encoder.layers.0.mlp*', '--quiet']);
+  assert.equal(r.code, 0, r.stderr);
+  const saved = tensors(join(out, 'model.safetensors'));
+  const stem = saved.get('visual_encoder_aux.visual.trunk.stem.0.weight')!;
+  const base = tensors(join(TINY, 'convnext', 'open_clip_model.safetensors')).get('visual.trunk.stem.0.weight')!;
+  assert.ok(stem.some((x, i) => x !== base[i]), 'the stem moved');
+  assert.ok(saved.has('visual_encoder.vision_model.encoder.layers.0.mlp.fc1.weight'));
+  const cfg = JSON.parse(readFileSync(join(out, 'mgllava_config.json'), 'utf8')) as { trained: { frozen: string[] } };
+  assert.deepEqual(cfg.trained.frozen, ['llm']);
+  // chat and encode build the encoders from these stores (model/load-vision.ts).
+  const stores = encoderStores(openWeights(join(TINY, 'clip')), openWeights(join(TINY, 'convnext')), openWeights(join(out, 'model.safetensors')));
+  assert.deepEqual(readF32(stores.convnext.get('visual.trunk.stem.0.weight')!), stem);
+  const e = await mgllava(['encode', '--model', out, '--image', join(dir, 'example.jpg'), '--out', join(dir, 'enc.safetensors'), '--quiet']);
+  assert.equal(e.code, 0, e.stderr);
+  // A tensor past the selected CLIP layer is in no graph: refused, not silently frozen.
+  assertOneLineError(await mgllava(['train', '--stage', '1', '--data', d.images, '--boxes', d.boxes, '--out', join(dir, 'nomatch'), '--trainable', 'visual_encoder.vision_model.post_layernorm*', '--quiet']),
+    /--trainable visual_encoder\.vision_model\.post_layernorm\*: matches no tensor/);
 });
