@@ -33,7 +33,12 @@ def load_llm(folder):
     return load_safetensors(os.path.join(folder, 'model.safetensors'))
 
 
-def load_i64(path):
+# numpy's little-endian dtype for each safetensors dtype the batch file holds.
+NUMPY_DTYPE = {'F32': '<f4', 'I64': '<i8'}
+
+
+def load_safetensors_of(path, dtype):
+    """The tensors of one safetensors dtype ('F32' or 'I64') in `path`, the others skipped."""
     import struct
     import numpy as np
     with open(path, 'rb') as f:
@@ -42,10 +47,10 @@ def load_i64(path):
     header = json.loads(b[8:8 + n])
     out = {}
     for k, v in header.items():
-        if k == '__metadata__' or v['dtype'] != 'I64':
+        if k == '__metadata__' or v['dtype'] != dtype:
             continue
         s, e = v['data_offsets']
-        out[k] = torch.from_numpy(np.frombuffer(b[8 + n + s:8 + n + e], dtype='<i8').copy())
+        out[k] = torch.from_numpy(np.frombuffer(b[8 + n + s:8 + n + e], dtype=NUMPY_DTYPE[dtype]).copy().reshape(v['shape']))
     return out
 
 
@@ -130,8 +135,8 @@ def main():
     for k in [k for k in ck if k.startswith('llm.')]:
         llm[k[4:]] = ck.pop(k)
     cfg = json.load(open(os.path.join(llm_dir, 'config.json')))
-    batch = load_safetensors_f32_only(inputs)
-    ints = load_i64(inputs)
+    batch = load_safetensors_of(inputs, 'F32')
+    ints = load_safetensors_of(inputs, 'I64')
     ids, labels = ints['input_ids'], ints['labels']
     trainable = []
     for k, t in ck.items():
@@ -177,22 +182,6 @@ def main():
         'peak_rss_bytes': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         'loss': loss, 'version': torch.__version__,
     }))
-
-
-def load_safetensors_f32_only(path):
-    import struct
-    import numpy as np
-    with open(path, 'rb') as f:
-        b = f.read()
-    n = struct.unpack('<Q', b[:8])[0]
-    header = json.loads(b[8:8 + n])
-    out = {}
-    for k, v in header.items():
-        if k == '__metadata__' or v['dtype'] != 'F32':
-            continue
-        s, e = v['data_offsets']
-        out[k] = torch.from_numpy(np.frombuffer(b[8 + n + s:8 + n + e], dtype='<f4').copy().reshape(v['shape']))
-    return out
 
 
 if __name__ == '__main__':

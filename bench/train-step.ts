@@ -13,6 +13,7 @@ import { AdamW, clipGradNorm } from '../src/train/optimizer.js';
 import { trainableSelector } from '../src/train/trainer.js';
 import { IMAGE_TOKEN_INDEX, IGNORE_INDEX } from '../src/train/labels.js';
 import { writeSafetensors } from '../src/weights/write-safetensors.js';
+import { seededRandom } from '../src/generate/sampling.js';
 import { Workload } from './presets.js';
 
 export interface TrainTimes {
@@ -39,22 +40,12 @@ export interface TrainJob {
   steps: number;
 }
 
-/** A fixed pseudo-random sequence (mulberry32), the same on every run. */
-function rand(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export async function measureOursTrain(job: TrainJob): Promise<TrainTimes> {
   const files = resolveModelFiles({ model: job.model, llm: job.llm });
   const model = await loadTrainModel(files, { threads: job.threads });
   const sh = model.shapes;
-  const r = rand(11);
+  // A fixed pseudo-random sequence (mulberry32), the same on every run.
+  const r = seededRandom(11);
   const randn = (n: number, scale: number) => Float32Array.from({ length: n }, () => (2 * r() - 1) * scale);
   const N = sh.grid * sh.grid;
   const w = job.workload;

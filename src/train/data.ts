@@ -12,10 +12,11 @@
 // Bad data is an InputError naming the file and the sample; samples the release drops silently
 // are skipped and counted. Each JSON file is read and parsed once.
 
-import { readFile } from 'node:fs/promises';
 import { statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { InputError } from '../core/errors.js';
+import { readTextFile } from '../preprocess/box-file.js';
+import { indexBoxEntries } from './box-index.js';
 import {
   DEFAULT_BOX_LIMIT,
   DEFAULT_IOU_THRESHOLD,
@@ -105,14 +106,7 @@ export function trainBoxOptions(textLength: number, maxLength: number = MAX_LENG
 }
 
 async function readJsonFile(path: string, what: string): Promise<unknown> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : (e as Error).message;
-    throw new InputError(`${path}: cannot read ${what}: ${why}`, path);
-  }
+  const text = await readTextFile(path, what);
   try {
     return JSON.parse(text) as unknown;
   } catch (e) {
@@ -126,28 +120,9 @@ const show = (v: unknown): string => {
   return s.length > 60 ? `${s.slice(0, 57)}...` : s;
 };
 
-/**
- * The box file as a map from String(id) to its raw entry (the release: `{str(item['id']): item}`
- * for a list, later entries replacing earlier ones; an object is used as keyed). Entries are
- * validated when a sample uses them.
- */
+/** The box file by String(id) (see indexBoxEntries). */
 async function readBoxIndex(path: string): Promise<Map<string, unknown>> {
-  const doc = await readJsonFile(path, 'box file');
-  const index = new Map<string, unknown>();
-  if (Array.isArray(doc)) {
-    doc.forEach((entry, i) => {
-      const id = isObject(entry) ? entry['id'] : undefined;
-      if (typeof id !== 'string' && typeof id !== 'number') {
-        throw new InputError(`${path}: entry at index ${i}: expected an object with "id" (a string or number), got ${show(entry)}`, path);
-      }
-      index.set(String(id), entry);
-    });
-  } else if (isObject(doc)) {
-    for (const [id, entry] of Object.entries(doc)) index.set(id, entry);
-  } else {
-    throw new InputError(`${path}: expected a JSON list of {id, boxes, labels, scores}`, path);
-  }
-  return index;
+  return indexBoxEntries(await readJsonFile(path, 'box file'), path);
 }
 
 /** The `conversations` field as messages; wrong types are errors. */

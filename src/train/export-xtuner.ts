@@ -14,6 +14,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, rmdirSync, sta
 import { basename, dirname, join, resolve } from 'node:path';
 import { InputError } from '../core/errors.js';
 import { parseBoxJson } from '../preprocess/boxes.js';
+import { indexBoxEntries } from './box-index.js';
 import { TEMPLATE_NAMES } from '../tokenizer/templates.js';
 
 export interface XtunerExportOptions {
@@ -280,22 +281,9 @@ function convertData(o: XtunerExportOptions, imageFolder: string) {
   return { dataText: JSON.stringify(samples), boxesText: JSON.stringify(boxes), samples: samples.length, emptyBoxEntries, firstImage };
 }
 
-/** The box file by String(id): a list (later entries win, as in the release's dict build) or an object keyed by id. */
+/** The box file by String(id) (see indexBoxEntries). */
 function readBoxIndex(path: string): Map<string, unknown> {
-  const doc = readJson(path, 'box file');
-  const index = new Map<string, unknown>();
-  if (Array.isArray(doc)) {
-    doc.forEach((entry, i) => {
-      const id = isObject(entry) ? entry['id'] : undefined;
-      if (typeof id !== 'string' && typeof id !== 'number') throw new InputError(`${path}: entry at index ${i}: expected an object with "id"`, path);
-      index.set(String(id), entry);
-    });
-  } else if (isObject(doc)) {
-    for (const [id, entry] of Object.entries(doc)) index.set(id, entry);
-  } else {
-    throw new InputError(`${path}: expected a JSON list of {id, boxes, labels, scores}`, path);
-  }
-  return index;
+  return indexBoxEntries(readJson(path, 'box file'), path);
 }
 
 // ---- the Python config -------------------------------------------------------------------------

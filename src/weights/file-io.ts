@@ -1,7 +1,10 @@
 // Reading byte ranges of weight files, with errors that name the file. Every reader in this
 // folder goes through these, so a missing or truncated file reads the same way everywhere.
+// And the one way the writers (safetensors, torch) put a file down: atomically.
 
-import { closeSync, openSync, readSync, realpathSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readSync, realpathSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { InputError } from '../core/errors.js';
 
 /**
@@ -58,4 +61,45 @@ export function readHead(path: string, n: number): Uint8Array {
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * Write `parts`, one after another, to `path` atomically: the bytes go to a temporary file in the
+ * destination folder (same file system, so the final rename is atomic) which is fsynced and
+ * renamed over the target only when complete; on any error the temporary file is removed.
+ * Readers therefore never see a half-written file. A file-system failure is an InputError
+ * `<path>: cannot write (CODE)`.
+ */
+export function writeFileAtomically(path: string, parts: readonly Uint8Array[]): void {
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  let fd: number;
+  try {
+    fd = openSync(tmp, 'wx');
+  } catch (e) {
+    throw new InputError(`${path}: cannot write (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, path);
+  }
+  try {
+    try {
+      for (const b of parts) writeAll(fd, b);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
+  } catch (e) {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // already gone
+    }
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code) throw new InputError(`${path}: cannot write (${code})`, path);
+    throw e;
+  }
+}
+
+/** writeSync may write less than asked (large buffers, signals): loop until done. */
+function writeAll(fd: number, bytes: Uint8Array): void {
+  let done = 0;
+  while (done < bytes.byteLength) done += writeSync(fd, bytes, done, bytes.byteLength - done);
 }

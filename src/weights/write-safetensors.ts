@@ -1,15 +1,10 @@
 // safetensors writer (for quantized weights, converted checkpoints, test shards).
 //
-// Written atomically: the bytes go to a temporary file in the destination folder (same file
-// system, so the final rename is atomic) which is renamed over the target only when complete
-// and flushed; on any error the temporary file is removed. Readers therefore never see a
-// half-written file, and an interrupted `quantize` leaves nothing behind.
+// Written atomically (file-io.ts writeFileAtomically): readers never see a half-written file,
+// and an interrupted `quantize` leaves nothing behind.
 
-import { openSync, writeSync, fsyncSync, closeSync, renameSync, unlinkSync } from 'node:fs';
-import { dirname, basename, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { endianness } from 'node:os';
-import { InputError } from '../core/errors.js';
+import { writeFileAtomically } from './file-io.js';
 import { DType, DTYPE_BYTES, numel } from '../core/tensor.js';
 
 export interface TensorToWrite {
@@ -68,38 +63,4 @@ function encode(tensors: readonly TensorToWrite[], metadata?: Readonly<Record<st
   const prefix = Buffer.alloc(8);
   prefix.writeBigUInt64LE(BigInt(headerBytes.length), 0);
   return { prefix, headerBytes, blobs };
-}
-
-function writeFileAtomically(path: string, parts: readonly Uint8Array[]): void {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  let fd: number;
-  try {
-    fd = openSync(tmp, 'wx');
-  } catch (e) {
-    throw new InputError(`${path}: cannot write (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, path);
-  }
-  try {
-    try {
-      for (const b of parts) writeAll(fd, b);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, path);
-  } catch (e) {
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // already gone
-    }
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code) throw new InputError(`${path}: cannot write (${code})`, path);
-    throw e;
-  }
-}
-
-/** writeSync may write less than asked (large buffers, signals): loop until done. */
-function writeAll(fd: number, bytes: Uint8Array): void {
-  let done = 0;
-  while (done < bytes.byteLength) done += writeSync(fd, bytes, done, bytes.byteLength - done);
 }

@@ -19,15 +19,13 @@
 // A state dict is an OrderedDict of such tensors; `wrapStateDict` puts it under `state_dict` in a
 // plain dict, as mmengine's checkpoints hold it (xtuner's guess_load_checkpoint unwraps that).
 //
-// Written atomically, as write-safetensors.ts does: a temporary file in the destination folder,
-// fsynced and renamed over the target; removed on any error.
+// Written atomically, as write-safetensors.ts does (file-io.ts writeFileAtomically): a temporary
+// file in the destination folder, fsynced and renamed over the target; removed on any error.
 
-import { openSync, writeSync, fsyncSync, closeSync, renameSync, unlinkSync } from 'node:fs';
-import { dirname, basename, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { endianness } from 'node:os';
 import { crc32 } from 'node:zlib';
-import { InputError } from '../core/errors.js';
+import { writeFileAtomically } from './file-io.js';
+import { SIG_CENTRAL, SIG_EOCD, SIG_LOCAL, SIG_ZIP64_EOCD, SIG_ZIP64_LOCATOR, U32_MAX } from './zip.js';
 
 export type TorchDType = 'F32' | 'BF16' | 'F16';
 
@@ -70,7 +68,7 @@ export function writeTorchCheckpoint(path: string, tensors: readonly TorchTensor
     ...storages.map((data, i) => ({ name: `data/${i}`, data })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
     { name: 'version', data: Buffer.from(FILE_FORMAT_VERSION) },
   ];
-  writeAtomically(path, (out) => writeZip(out, records.map((r) => ({ name: `${ARCHIVE}/${r.name}`, data: r.data })), opts.forceZip64 ?? false));
+  writeFileAtomically(path, zipParts(records.map((r) => ({ name: `${ARCHIVE}/${r.name}`, data: r.data })), opts.forceZip64 ?? false));
 }
 
 /** The tensor's bytes, after checking dtype, shape and length agree. */
@@ -213,22 +211,40 @@ function statePickle(tensors: readonly TorchTensorToWrite[], wrap: boolean): Buf
 
 // --- the zip ------------------------------------------------------------------------------
 
-const SIG_LOCAL = 0x04034b50;
-const SIG_CENTRAL = 0x02014b50;
-const SIG_EOCD = 0x06054b50;
-const SIG_ZIP64_EOCD = 0x06064b50;
-const SIG_ZIP64_LOCATOR = 0x07064b50;
-const U32_MAX = 0xffffffff;
 /** MS-DOS date 1980-01-01, time 00:00 (a fixed timestamp keeps the output reproducible). */
 const DOS_DATE = 0x21;
 
-interface Sink {
-  write(b: Uint8Array): void;
-  readonly pos: number;
+/** Byte chunks in file order (record data by reference, not copied), with the running length. */
+class Parts {
+  readonly list: Uint8Array[] = [];
+  pos = 0;
+
+  write(b: Uint8Array): void {
+    this.list.push(b);
+    this.pos += b.byteLength;
+  }
 }
 
-/** A STORED zip of `records`, each record's data 64-byte aligned (APPNOTE 6.3 layout). */
-function writeZip(out: Sink, records: readonly { name: string; data: Uint8Array }[], forceZip64: boolean): void {
+/**
+ * The fields local and central headers share, from "version needed" to "extra field length"
+ * (26 bytes at `at`: 4 in a local header, 6 in a central one); method STORED, no flags.
+ */
+function writeSharedHeaderFields(h: Buffer, at: number, f: { version: number; crc: number; size: number; nameLength: number; extraLength: number }): void {
+  h.writeUInt16LE(f.version, at); // version needed: 4.5 for ZIP64
+  h.writeUInt16LE(0, at + 2); // flags
+  h.writeUInt16LE(0, at + 4); // method: stored
+  h.writeUInt16LE(0, at + 6); // time
+  h.writeUInt16LE(DOS_DATE, at + 8);
+  h.writeUInt32LE(f.crc, at + 10);
+  h.writeUInt32LE(f.size, at + 14); // compressed size
+  h.writeUInt32LE(f.size, at + 18); // uncompressed size
+  h.writeUInt16LE(f.nameLength, at + 22);
+  h.writeUInt16LE(f.extraLength, at + 24);
+}
+
+/** A STORED zip of `records` as byte chunks, each record's data 64-byte aligned (APPNOTE 6.3 layout). */
+function zipParts(records: readonly { name: string; data: Uint8Array }[], forceZip64: boolean): Uint8Array[] {
+  const out = new Parts();
   const central: Buffer[] = [];
   for (const r of records) {
     const name = Buffer.from(r.name, 'utf8');
@@ -247,18 +263,12 @@ function writeZip(out: Sink, records: readonly { name: string; data: Uint8Array 
     fb.writeUInt16LE(pad, 2);
     const extra = Buffer.concat([localZ64, fb]);
 
+    const version = bigSize || bigOffset ? 45 : 20;
+    const size32 = bigSize ? U32_MAX : size;
+
     const lh = Buffer.alloc(30);
     lh.writeUInt32LE(SIG_LOCAL, 0);
-    lh.writeUInt16LE(bigSize || bigOffset ? 45 : 20, 4); // version needed: 4.5 for ZIP64
-    lh.writeUInt16LE(0, 6); // flags
-    lh.writeUInt16LE(0, 8); // method: stored
-    lh.writeUInt16LE(0, 10); // time
-    lh.writeUInt16LE(DOS_DATE, 12);
-    lh.writeUInt32LE(crc, 14);
-    lh.writeUInt32LE(bigSize ? U32_MAX : size, 18);
-    lh.writeUInt32LE(bigSize ? U32_MAX : size, 22);
-    lh.writeUInt16LE(name.length, 26);
-    lh.writeUInt16LE(extra.length, 28);
+    writeSharedHeaderFields(lh, 4, { version, crc, size: size32, nameLength: name.length, extraLength: extra.length });
     out.write(lh);
     out.write(name);
     out.write(extra);
@@ -269,17 +279,8 @@ function writeZip(out: Sink, records: readonly { name: string; data: Uint8Array 
     const cz = zip64Extra([...(bigSize ? [size, size] : []), ...(bigOffset ? [offset] : [])]);
     const ch = Buffer.alloc(46);
     ch.writeUInt32LE(SIG_CENTRAL, 0);
-    ch.writeUInt16LE(bigSize || bigOffset ? 45 : 20, 4); // version made by (MS-DOS)
-    ch.writeUInt16LE(bigSize || bigOffset ? 45 : 20, 6); // version needed
-    ch.writeUInt16LE(0, 8);
-    ch.writeUInt16LE(0, 10);
-    ch.writeUInt16LE(0, 12);
-    ch.writeUInt16LE(DOS_DATE, 14);
-    ch.writeUInt32LE(crc, 16);
-    ch.writeUInt32LE(bigSize ? U32_MAX : size, 20);
-    ch.writeUInt32LE(bigSize ? U32_MAX : size, 24);
-    ch.writeUInt16LE(name.length, 28);
-    ch.writeUInt16LE(cz.length, 30);
+    ch.writeUInt16LE(version, 4); // version made by (MS-DOS)
+    writeSharedHeaderFields(ch, 6, { version, crc, size: size32, nameLength: name.length, extraLength: cz.length });
     // comment length, disk number, internal and external attributes: 0
     ch.writeUInt32LE(bigOffset ? U32_MAX : offset, 42);
     central.push(ch, name, cz);
@@ -315,6 +316,7 @@ function writeZip(out: Sink, records: readonly { name: string; data: Uint8Array 
   eocd.writeUInt32LE(big ? U32_MAX : cd.length, 12);
   eocd.writeUInt32LE(big ? U32_MAX : cdOffset, 16);
   out.write(eocd);
+  return out.list;
 }
 
 /** A ZIP64 extended-information extra field (id 0x0001) holding `values` as u64; empty for none. */
@@ -325,46 +327,4 @@ function zip64Extra(values: readonly number[]): Buffer {
   b.writeUInt16LE(8 * values.length, 2);
   values.forEach((v, i) => b.writeBigUInt64LE(BigInt(v), 4 + 8 * i));
   return b;
-}
-
-// --- the file -----------------------------------------------------------------------------
-
-/** Run `fill` against a temporary file beside `path`, then fsync and rename it over `path`. */
-function writeAtomically(path: string, fill: (out: Sink) => void): void {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  let fd: number;
-  try {
-    fd = openSync(tmp, 'wx');
-  } catch (e) {
-    throw new InputError(`${path}: cannot write (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, path);
-  }
-  try {
-    try {
-      let pos = 0;
-      fill({
-        write(b: Uint8Array) {
-          // writeSync may write less than asked (large buffers, signals): loop until done.
-          let done = 0;
-          while (done < b.byteLength) done += writeSync(fd, b, done, b.byteLength - done);
-          pos += b.byteLength;
-        },
-        get pos() {
-          return pos;
-        },
-      });
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, path);
-  } catch (e) {
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // already gone
-    }
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code) throw new InputError(`${path}: cannot write (${code})`, path);
-    throw e;
-  }
 }

@@ -34,12 +34,13 @@ export interface ZipEntry {
   readonly flags: number;
 }
 
-const SIG_EOCD = 0x06054b50;
-const SIG_ZIP64_LOCATOR = 0x07064b50;
-const SIG_ZIP64_EOCD = 0x06064b50;
-const SIG_CENTRAL = 0x02014b50;
-const SIG_LOCAL = 0x04034b50;
-const U32_MAX = 0xffffffff;
+// Record signatures and the 32-bit "see ZIP64" marker (write-torch.ts writes the same records).
+export const SIG_EOCD = 0x06054b50;
+export const SIG_ZIP64_LOCATOR = 0x07064b50;
+export const SIG_ZIP64_EOCD = 0x06064b50;
+export const SIG_CENTRAL = 0x02014b50;
+export const SIG_LOCAL = 0x04034b50;
+export const U32_MAX = 0xffffffff;
 
 function u64(buf: Buffer, at: number, path: string): number {
   const v = buf.readBigUInt64LE(at);

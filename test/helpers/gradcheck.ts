@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { Graph, Value } from '../../src/graph/graph.js';
 import { appendBackward } from '../../src/graph/autodiff.js';
 import { Session, Feed } from '../../src/runtime/session.js';
+import { seededRandom } from '../../src/generate/sampling.js';
 
 export interface GradInput {
   name: string;
@@ -15,18 +16,6 @@ export interface GradInput {
   positive?: boolean;
   /** A fixed feed that gets no gradient (indices, masks). */
   fixed?: Feed;
-}
-
-/** A deterministic generator (mulberry32) so that failures reproduce. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export interface GradCheckOptions {
@@ -49,7 +38,8 @@ export async function gradCheck(
   build: (g: Graph, x: Record<string, Value>) => Value,
   o: GradCheckOptions = {},
 ): Promise<number> {
-  const rand = rng(o.seed ?? 1);
+  // A deterministic generator (mulberry32) so that failures reproduce.
+  const rand = seededRandom(o.seed ?? 1);
   const g = new Graph(name);
   const vals: Record<string, Value> = {};
   const feeds: Record<string, Feed> = {};

@@ -8,12 +8,12 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TINY } from '../helpers/fixtures.js';
 import { mgllava, assertOneLineError } from '../helpers/cli.js';
-import { InputError } from '../../src/core/errors.js';
 import { openWeights } from '../../src/weights/open.js';
 import { readBytes, readF32, TensorRef, WeightStore } from '../../src/weights/types.js';
 import { safetensorsBytes } from '../../src/weights/write-safetensors.js';
 import { llmWeights } from '../../src/model/llm-weights.js';
 import { OrderedDictV, TorchTensorV, tempDir, torchSave } from '../weights/torch-builders.js';
+import { assertInputError } from '../helpers/errors.js';
 
 const base = openWeights(join(TINY, 'llm'));
 const ckpt = openWeights(join(TINY, 'mgllava', 'iter_1.pth'));
@@ -107,15 +107,6 @@ function assertMerged(llm: WeightStore, ckpt: WeightStore, m: string, scale: num
   let moved = 0;
   for (let i = 0; i < want.length; i++) moved = Math.max(moved, Math.abs(got[i]! - W[i]!));
   assert.ok(moved > 1e-3, `${m}: the adapters change the weight`);
-}
-
-function assertInputError(fn: () => unknown, re: RegExp): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof InputError, `expected InputError, got ${String(e)}`);
-    assert.doesNotMatch(e.message, /\n/);
-    assert.match(e.message, re);
-    return true;
-  });
 }
 
 const NON_LLM = () => new OrderedDictV(FIXTURE.keys().filter((k) => !k.startsWith('llm.')).map((k) => {

@@ -11,7 +11,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ROOT } from '../helpers/fixtures.js';
-import { InputError } from '../../src/core/errors.js';
 import { AdamW } from '../../src/train/optimizer.js';
 import {
   CheckpointContents,
@@ -22,9 +21,16 @@ import {
   writeCheckpoint,
 } from '../../src/train/checkpoint.js';
 import { Rng, epochOrder, shuffleInPlace } from '../../src/train/rng.js';
+import { assertInputError } from '../helpers/errors.js';
 
-function tempParent(): string {
-  return mkdtempSync(join(tmpdir(), 'mgllava-ckpt-'));
+/** Run `fn` with a fresh temporary folder, removed afterwards. */
+function inTempParent(fn: (parent: string) => void): void {
+  const parent = mkdtempSync(join(tmpdir(), 'mgllava-ckpt-'));
+  try {
+    fn(parent);
+  } finally {
+    rmSync(parent, { recursive: true, force: true });
+  }
 }
 
 function tensor(shape: number[], f: (i: number) => number): CheckpointTensor {
@@ -52,21 +58,12 @@ function contents(step: number): CheckpointContents {
   };
 }
 
-function assertInputError(fn: () => unknown, re: RegExp): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof InputError, `expected InputError, got ${String(e)}`);
-    assert.match(e.message, re);
-    return true;
-  });
-}
-
 function stepOf(dir: string): number {
   return readCheckpoint(dir).trainerState.step as number;
 }
 
-test('round trip: weights, optimizer state (resumes bit-identically), trainer state, extra files', () => {
-  const parent = tempParent();
-  try {
+test('round trip: weights, optimizer state (resumes bit-identically), trainer state, extra files', () =>
+  inTempParent((parent) => {
     const dir = join(parent, 'iter_3');
     const c = contents(3);
     writeCheckpoint(dir, c);
@@ -113,27 +110,19 @@ test('round trip: weights, optimizer state (resumes bit-identically), trainer st
     writeCheckpoint(dir2, { model: c.model, trainerState: { step: 0 } });
     assert.equal(readCheckpoint(dir2).optimizer, undefined);
     assert.deepEqual(readCheckpoint(dir2).files.size, 0);
-  } finally {
-    rmSync(parent, { recursive: true, force: true });
-  }
-});
+  }));
 
-test('replacing: the new checkpoint replaces the old one, nothing else is left', () => {
-  const parent = tempParent();
-  try {
+test('replacing: the new checkpoint replaces the old one, nothing else is left', () =>
+  inTempParent((parent) => {
     const dir = join(parent, 'latest');
     writeCheckpoint(dir, contents(1));
     writeCheckpoint(dir, contents(2));
     assert.equal(stepOf(dir), 2);
     assert.deepEqual(readdirSync(parent), ['latest']);
-  } finally {
-    rmSync(parent, { recursive: true, force: true });
-  }
-});
+  }));
 
-test('a failure mid-write leaves the previous checkpoint intact and no temp folder', () => {
-  const parent = tempParent();
-  try {
+test('a failure mid-write leaves the previous checkpoint intact and no temp folder', () =>
+  inTempParent((parent) => {
     const dir = join(parent, 'latest');
     writeCheckpoint(dir, contents(1));
     const before = readFileSync(join(dir, 'model.safetensors'));
@@ -163,14 +152,10 @@ test('a failure mid-write leaves the previous checkpoint intact and no temp fold
     assert.throws(() => writeCheckpoint(dir, { ...bad, trainerState: { big: 1n } }), /BigInt/);
     assert.equal(stepOf(dir), 1);
     assert.deepEqual(readdirSync(parent), ['latest']);
-  } finally {
-    rmSync(parent, { recursive: true, force: true });
-  }
-});
+  }));
 
-test('a SIGKILL at any stage leaves the last complete checkpoint; recovery removes the debris', () => {
-  const parent = tempParent();
-  try {
+test('a SIGKILL at any stage leaves the last complete checkpoint; recovery removes the debris', () =>
+  inTempParent((parent) => {
     const dir = join(parent, 'latest');
     const ckptUrl = pathToFileURL(join(ROOT, 'dist', 'src', 'train', 'checkpoint.js')).href;
     const expected: Record<CheckpointStage, number> = { 'files-written': 1, complete: 1, 'old-moved-aside': 1, renamed: 2 };
@@ -204,14 +189,10 @@ test('a SIGKILL at any stage leaves the last complete checkpoint; recovery remov
     recoverCheckpoint(dir);
     assert.deepEqual(readdirSync(parent), ['latest']);
     assert.equal(stepOf(dir), 1);
-  } finally {
-    rmSync(parent, { recursive: true, force: true });
-  }
-});
+  }));
 
-test('errors name the folder: missing, not a checkpoint, truncated, corrupt state', () => {
-  const parent = tempParent();
-  try {
+test('errors name the folder: missing, not a checkpoint, truncated, corrupt state', () =>
+  inTempParent((parent) => {
     const dir = join(parent, 'ckpt');
     assertInputError(() => readCheckpoint(dir), /ckpt: no training checkpoint here \(no such folder\)/);
     mkdirSync(dir);
@@ -236,10 +217,7 @@ test('errors name the folder: missing, not a checkpoint, truncated, corrupt stat
     writeCheckpoint(dir, contents(1));
     writeFileSync(join(dir, 'checkpoint.json'), 'not json');
     assertInputError(() => readCheckpoint(dir), /ckpt: not a complete training checkpoint \(checkpoint.json is not JSON\)/);
-  } finally {
-    rmSync(parent, { recursive: true, force: true });
-  }
-});
+  }));
 
 test('Rng: xoshiro128** reference outputs, state round trip through JSON, seeded shuffles', () => {
   // Reference sequence of xoshiro128** from state (1, 2, 3, 4).

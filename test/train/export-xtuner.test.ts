@@ -18,9 +18,9 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from 'node:path';
 import { ROOT, TINY } from '../helpers/fixtures.js';
 import { tempDir } from '../weights/torch-builders.js';
-import { InputError } from '../../src/core/errors.js';
 import { MAX_LENGTH } from '../../src/train/labels.js';
 import { XtunerExportOptions, exportXtuner } from '../../src/train/export-xtuner.js';
+import { assertInputError } from '../helpers/errors.js';
 
 /**
  * Runs a config file (argv[1]) with inert stand-ins for exactly the modules and names the
@@ -315,15 +315,6 @@ test('the folder: data with string ids, a box entry per image sample, images lef
   assert.equal(nb.emptyBoxEntries, 2);
   assert.ok(readdirSync(nb.dir).includes('fuse_more_mgllava_clip_L_14_336_sft_padding.py'));
 });
-
-function assertInputError(fn: () => unknown, re: RegExp): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof InputError, `expected InputError, got ${String(e)}`);
-    assert.doesNotMatch(e.message, /\n/);
-    assert.match(e.message, re);
-    return true;
-  });
-}
 
 test('bad input: one-line InputErrors naming the path, nothing written', () => {
   const esc = (p: string) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');

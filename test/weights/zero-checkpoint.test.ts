@@ -10,7 +10,6 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TINY } from '../helpers/fixtures.js';
 import { mgllava, assertOneLineError } from '../helpers/cli.js';
-import { InputError } from '../../src/core/errors.js';
 import { openWeights } from '../../src/weights/open.js';
 import { SafetensorsStore } from '../../src/weights/safetensors.js';
 import { readBytes } from '../../src/weights/types.js';
@@ -19,6 +18,7 @@ import { resolveModelFiles } from '../../src/model/model-files.js';
 import {
   FloatV, NdArrayV, ObjectV, OrderedDictV, PickleValue, SetV, TorchSizeV, TorchTensorV, tempDir, torchSave,
 } from './torch-builders.js';
+import { assertInputError } from '../helpers/errors.js';
 
 const FIXTURE = SafetensorsStore.open(join(TINY, 'mgllava', 'model.safetensors'));
 
@@ -122,15 +122,6 @@ function zero2Folder(workDir: string, states: PickleValue, tag = 'iter_500.pth',
   writeFileSync(join(dir, 'mp_rank_00_model_states.pt'), torchSave(states, 'mp_rank_00_model_states'));
   for (let r = 0; r < ranks; r++) writeFileSync(join(dir, `bf16_zero_pp_rank_${r}_mp_rank_00_optim_states.pt`), optimShard(r));
   return dir;
-}
-
-function assertInputError(fn: () => unknown, re: RegExp): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof InputError, `expected InputError, got ${String(e)}`);
-    assert.doesNotMatch(e.message, /\n/);
-    assert.match(e.message, re);
-    return true;
-  });
 }
 
 // --- (a) the plain file ---------------------------------------------------------------------
