@@ -191,12 +191,7 @@ export function buildDecoderGraph(store: WeightStore, c: LlmConfig, opts: Decode
     const o = a.linear(att, 'o_proj', H, c.heads * c.headDim, layout.outBias(c, 'o_proj'), `${name}.o_proj`);
     x = g.op1('Add', [x, o], {}, { name: `${name}.attn_res` });
 
-    const m = l.sub('mlp.');
-    const h2 = rmsNorm(g, x, l.take('post_attention_layernorm.weight', [H]), c.rmsEps, `${name}.ln2`);
-    const { gate, up } = layout.gateUp(g, m, c, h2, name);
-    const act = g.op1('Mul', [gate, g.op1('Sigmoid', [gate])], {}, { name: `${name}.silu` });
-    const down = m.linear(g.op1('Mul', [act, up], {}, { name: `${name}.gated` }), 'down_proj', H, c.intermediateSize, layout.outBias(c, 'down_proj'), `${name}.down_proj`);
-    x = g.op1('Add', [x, down], {}, { name: `${name}.mlp_res` });
+    x = mlpResidual(g, l, layout, c, x, name);
   }
 
   const big = g.constI64([Number.MAX_SAFE_INTEGER]);
@@ -207,6 +202,16 @@ export function buildDecoderGraph(store: WeightStore, c: LlmConfig, opts: Decode
   const logits = p.linear(normed, head, c.vocabSize, H, false, 'lm_head');
   g.output(logits, NAMES.logits, 'F32', [1, 'kept', c.vocabSize]);
   return g;
+}
+
+/** x + down(silu(gate(h)) * up(h)), h = RMSNorm(x): a decoder layer's MLP half. `l` is under `model.layers.{i}.`. */
+export function mlpResidual(g: Graph, l: LlmParams, layout: LayerLayout, c: LlmConfig, x: Value, name: string): Value {
+  const m = l.sub('mlp.');
+  const h = rmsNorm(g, x, l.take('post_attention_layernorm.weight', [c.hiddenSize]), c.rmsEps, `${name}.ln2`);
+  const { gate, up } = layout.gateUp(g, m, c, h, name);
+  const act = g.op1('Mul', [gate, g.op1('Sigmoid', [gate])], {}, { name: `${name}.silu` });
+  const down = m.linear(g.op1('Mul', [act, up], {}, { name: `${name}.gated` }), 'down_proj', c.hiddenSize, c.intermediateSize, layout.outBias(c, 'down_proj'), `${name}.down_proj`);
+  return g.op1('Add', [x, down], {}, { name: `${name}.mlp_res` });
 }
 
 export interface DecoderOptions {

@@ -13,7 +13,7 @@ import { WeightStore } from '../../weights/types.js';
 import { TrainableInputs } from '../params.js';
 import { LlmConfig } from './config.js';
 import { LlmParams, QuantizedLinears } from './quantized.js';
-import { layerLayout, ropeInvFreq } from './decoder.js';
+import { layerLayout, mlpResidual, ropeInvFreq } from './decoder.js';
 
 export interface TrainDecoderOptions {
   /** The tensors fed as inputs (trainable); the rest are initializers. */
@@ -45,12 +45,7 @@ export function trainDecoder(g: Graph, store: WeightStore, c: LlmConfig, embeds:
     const { q, k, v } = layout.qkv(g, a, c, h, name);
     const att = causalAttention(g, c, q, k, v, rope, mask, name);
     x = g.op1('Add', [x, a.linear(att, 'o_proj', H, c.heads * c.headDim, layout.outBias(c, 'o_proj'), `${name}.o_proj`)], {}, { name: `${name}.attn_res` });
-    const m = l.sub('mlp.');
-    const h2 = rmsNorm(g, x, l.take('post_attention_layernorm.weight', [H]), c.rmsEps, `${name}.ln2`);
-    const { gate, up } = layout.gateUp(g, m, c, h2, name);
-    const act = g.op1('Mul', [gate, g.op1('Sigmoid', [gate])], {}, { name: `${name}.silu` });
-    const down = m.linear(g.op1('Mul', [act, up], {}, { name: `${name}.gated` }), 'down_proj', H, c.intermediateSize, layout.outBias(c, 'down_proj'), `${name}.down_proj`);
-    x = g.op1('Add', [x, down], {}, { name: `${name}.mlp_res` });
+    x = mlpResidual(g, l, layout, c, x, name);
   }
   if (o.positions) x = g.op1('Gather', [g.op1('Reshape', [x, g.constI64([-1, H])]), o.positions], { axis: 0 }, { name: 'labelled_rows' });
   const normed = rmsNorm(g, x, p.take('model.norm.weight', [H]), c.rmsEps, 'final_norm');
