@@ -85,14 +85,14 @@ function rotate(g: Graph, c: LlmConfig, x: Value, r: Rope): Value {
   const hd = c.headDim;
   const rd = c.rotaryDim;
   const half = rd / 2;
-  const I = (v: number[]) => g.constI64(v);
-  const part = (a: number, b: number) => g.op1('Slice', [x, I([a]), I([b]), I([-1])]);
-  const rot = rd === hd ? x : part(0, rd);
-  const x1 = g.op1('Slice', [rot, I([0]), I([half]), I([-1])]);
-  const x2 = g.op1('Slice', [rot, I([half]), I([rd]), I([-1])]);
-  const rotated = g.op1('Concat', [g.op1('Neg', [x2]), x1], { axis: -1 });
-  const out = g.op1('Add', [g.op1('Mul', [rot, r.cos]), g.op1('Mul', [rotated, r.sin])]);
-  return rd === hd ? out : g.op1('Concat', [out, part(rd, hd)], { axis: -1 });
+  // Splits, not Slices: onnxruntime 1.30's optimizer rewrote the backward pass of two Slices
+  // over one axis (the partial-rotary case) into a Gather reading past its input (measured).
+  const split = (v: Value, sizes: number[]) => g.op('Split', [v, g.constI64(sizes)], { axis: -1 }, { outputs: sizes.length });
+  const [rot, pass] = rd === hd ? [x, undefined] : split(x, [rd, hd - rd]);
+  const [x1, x2] = split(rot!, [half, half]);
+  const rotated = g.op1('Concat', [g.op1('Neg', [x2!]), x1!], { axis: -1 });
+  const out = g.op1('Add', [g.op1('Mul', [rot!, r.cos]), g.op1('Mul', [rotated, r.sin])]);
+  return pass ? g.op1('Concat', [out, pass], { axis: -1 }) : out;
 }
 
 /**
