@@ -356,7 +356,9 @@ async function benchModel(m: BenchModel, o: BenchOptions): Promise<ModelResult> 
   // against 8.8-10.0 without it before (page faults ruled out); nothing is measured after it now.
   o.log(`[${m.name}] PyTorch vision side`);
   const torch = runTorch(o, files.mg, files.inputs);
-  const training = runTraining(o, m, files, ourLlm.skipped ? undefined : ourLlm.folder);
+  // At full size only the 3.8B shape's stage 1 (what the issue asks to fit in 24 GiB; the 7B's
+  // activations alone would not).
+  const training = o.preset !== 'full' || m.name === '3.8b' ? runTraining(o, m, files, ourLlm.skipped ? undefined : ourLlm.folder) : undefined;
 
   const result: Omit<ModelResult, 'ratios'> = {
     title: m.title,

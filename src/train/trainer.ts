@@ -23,7 +23,7 @@ import { batchFeeds } from './batch.js';
 import { StepRunner, TrainModel, loadTrainModel } from './step-runner.js';
 import { readLlmFolderConfig } from '../model/llm/causal-lm.js';
 import { AdamW, accumulationLossFactor, accumulationShouldUpdate, GradAccumulator, clipGradNorm } from './optimizer.js';
-import { ScheduleKind, learningRate } from './schedule.js';
+import { ScheduleKind, learningRate, warmupIterations } from './schedule.js';
 import { epochOrder } from './rng.js';
 import { CheckpointTensor, readCheckpoint, writeCheckpoint } from './checkpoint.js';
 
@@ -156,6 +156,9 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     samples: data.samples.length,
     lora: o.lora ?? null,
   };
+  if (warmupIterations({ totalSteps: total, warmupRatio: settings.warmupRatio, epochs: settings.epochs }) === 1) {
+    o.onNote?.(`the warm-up is 1 of ${total} iterations: as in the release's mmengine schedule, the lr then never ramps up and stays near ${settings.lr} x 1e-5 (use --warmup-ratio 0, or more iterations)`);
+  }
   if (o.lora && !(Number.isInteger(o.lora.r) && o.lora.r > 0 && o.lora.alpha > 0)) throw new InputError('--lora needs a positive integer rank and a positive --lora-alpha', '--lora');
 
   const loaded = await phase('loading the model', () => loadTrainModel(files, { threads: o.threads }));
