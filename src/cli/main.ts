@@ -196,6 +196,7 @@ export function buildProgram(): Command {
     .option('--resume <dir>', 'continue a run from its checkpoint folder (same data and settings)')
     .option('--save-first-grads <file>', 'write the first update\'s raw gradients (before clipping) as .safetensors')
     .option('--template <name>', 'prompt template: vicuna, llama3_chat, phi3_chat, qwen_chat (default: the model config\'s)')
+    .option('--feature-cache <dir>', 'keep the frozen encoders\' outputs per image here, for later runs on the same images (default: in memory, this run only)')
     .option('--export-xtuner <dir>', 'instead of training here, write the same job as the release\'s XTuner config and data files (for a GPU cluster)')
     .option('--json', 'one JSON object per iteration on stdout (step, loss, lr, grad_norm, tokens_per_s, eta_ms)')
     .option('-q, --quiet', 'no progress on stderr')

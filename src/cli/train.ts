@@ -43,6 +43,7 @@ export interface TrainArgs {
   template?: string;
   threads?: number;
   exportXtuner?: string;
+  featureCache?: string;
   json?: boolean;
   quiet?: boolean;
 }
@@ -164,6 +165,7 @@ export async function runTrain(a: TrainArgs, bundledModel: string | undefined): 
     saveFirstGrads: a.saveFirstGrads,
     template: a.template,
     threads: a.threads,
+    featureCache: a.featureCache,
     onStep,
     onNote: a.quiet ? undefined : (m) => process.stderr.write(`mgllava: note: ${m}\n`),
     onPhase: (label, work) => progress.step(label, work),

@@ -2,14 +2,23 @@
 // last ConvNeXt stage (high_feat [Ch, g, g]) and the pooled object features of the image's boxes
 // (box_feats [k, sumC]; RoIAlign over the ConvNeXt stages, which do not learn either). They are
 // what the training step graph takes as inputs, computed once per image per run and kept in
-// memory up to a byte budget (an image's features do not change while the encoders are frozen).
+// memory up to a byte budget (an image's features do not change while the encoders are frozen),
+// and, on request, in a folder on disk that later runs read (`--feature-cache DIR`): one
+// safetensors file per image and box set, under a subfolder named by the encoders' fingerprint
+// (their weight files' paths, sizes and modification times, the configs and settings), so that
+// other encoders never read another's features.
 
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { Graph } from '../graph/graph.js';
 import { resizeBilinear } from '../graph/blocks.js';
 import { Session } from '../runtime/session.js';
 import { F32Tensor } from '../core/tensor.js';
 import { InputError } from '../core/errors.js';
-import { WeightStore } from '../weights/types.js';
+import { WeightStore, readF32 } from '../weights/types.js';
+import { SafetensorsStore } from '../weights/safetensors.js';
+import { writeSafetensors } from '../weights/write-safetensors.js';
 import { Params } from '../model/params.js';
 import { ClipVisionConfig, clipTokens, clipVision } from '../model/clip-vit.js';
 import { ConvNextConfig, convNextConfig, convNextStages } from '../model/convnext.js';
@@ -63,7 +72,7 @@ export class FrozenVision {
     private readonly budget: number,
   ) {}
 
-  static async load(w: FrozenVisionWeights, settings: VisionSettings, opts: { threads?: number; cacheBytes?: number } = {}): Promise<FrozenVision> {
+  static async load(w: FrozenVisionWeights, settings: VisionSettings, opts: { threads?: number; cacheBytes?: number; featureCache?: string } = {}): Promise<FrozenVision> {
     const convnext = convNextConfig(w.convnext);
     const S = settings.imageSizeAux;
     const stageSizes = STAGES.map((l): [number, number] => [S / (4 * 2 ** l), S / (4 * 2 ** l)]);
@@ -88,7 +97,9 @@ export class FrozenVision {
 
     const make = (g: Graph) => Session.fromGraph(g, { threads: opts.threads, prepack: true });
     const [v, e, p] = await Promise.all([make(view), make(enc), make(pool)]);
-    return new FrozenVision(w.clipConfig, convnext, settings, stageSizes, w, v, e, p, opts.cacheBytes ?? 1 << 30);
+    const fv = new FrozenVision(w.clipConfig, convnext, settings, stageSizes, w, v, e, p, opts.cacheBytes ?? 1 << 30);
+    if (opts.featureCache) fv.diskDir = join(resolve(opts.featureCache), encoderFingerprint(w, settings));
+    return fv;
   }
 
   get boxWidth(): number {
@@ -105,8 +116,8 @@ export class FrozenVision {
    * in the in-memory cache (omit to skip the cache).
    */
   async features(image: RgbImage | (() => Promise<RgbImage>), detections: Detections | undefined, boxOptions: BoxOptions, key?: string): Promise<FrozenFeatures> {
-    const hit = key === undefined ? undefined : this.cache.get(key);
-    if (hit) return hit;
+    const hit = key === undefined ? undefined : this.cache.get(key) ?? this.fromDisk(key);
+    if (hit) return this.remember(key!, hit);
     const img = typeof image === 'function' ? await image() : image;
     const S = this.settings.imageSizeAux;
     const pre = clipPreprocess(img, { size: S });
@@ -134,14 +145,53 @@ export class FrozenVision {
       highRes: { dims: high.dims.slice(1), data: high.data },
       boxFeats,
     };
-    if (key !== undefined) {
-      const bytes = 4 * (f.lowRes.data.length + f.highRes.data.length + f.boxFeats.data.length);
-      if (this.cachedBytes + bytes <= this.budget) {
-        this.cache.set(key, f);
-        this.cachedBytes += bytes;
-      }
+    if (key === undefined) return f;
+    this.toDisk(key, f);
+    return this.remember(key, f);
+  }
+
+  /** Folder of this encoder set's features on disk, when asked for. */
+  private diskDir?: string;
+
+  private remember(key: string, f: FrozenFeatures): FrozenFeatures {
+    if (this.cache.has(key)) return f;
+    const bytes = 4 * (f.lowRes.data.length + f.highRes.data.length + f.boxFeats.data.length);
+    if (this.cachedBytes + bytes <= this.budget) {
+      this.cache.set(key, f);
+      this.cachedBytes += bytes;
     }
     return f;
+  }
+
+  private diskPath(key: string): string | undefined {
+    return this.diskDir && join(this.diskDir, `${createHash('sha256').update(key).digest('hex').slice(0, 32)}.safetensors`);
+  }
+
+  private fromDisk(key: string): FrozenFeatures | undefined {
+    const path = this.diskPath(key);
+    if (!path || !existsSync(path)) return undefined;
+    try {
+      const st = SafetensorsStore.open(path);
+      if (st.metadata['key'] !== key) return undefined; // a hash collision, or another writer's
+      const t = (name: string): F32Tensor => {
+        const r = st.get(name)!;
+        return { dims: [...r.shape], data: Float32Array.from(readF32(r)) };
+      };
+      return { lowRes: t('low_res_feat'), highRes: t('high_feat'), boxFeats: t('box_feats') };
+    } catch {
+      return undefined; // unreadable: computed again and rewritten
+    }
+  }
+
+  private toDisk(key: string, f: FrozenFeatures): void {
+    const path = this.diskPath(key);
+    if (!path) return;
+    mkdirSync(dirname(path), { recursive: true });
+    writeSafetensors(path, [
+      { name: 'low_res_feat', dtype: 'F32', shape: f.lowRes.dims, data: f.lowRes.data },
+      { name: 'high_feat', dtype: 'F32', shape: f.highRes.dims, data: f.highRes.data },
+      { name: 'box_feats', dtype: 'F32', shape: f.boxFeats.dims, data: f.boxFeats.data },
+    ], { key });
   }
 
   /**
@@ -176,4 +226,22 @@ export class FrozenVision {
   async release(): Promise<void> {
     await Promise.all([this.view.release(), this.encoder.release(), this.pool.release()]);
   }
+}
+
+/** What the features depend on besides the image and its boxes: the encoders' files and settings. */
+function encoderFingerprint(w: FrozenVisionWeights, settings: VisionSettings): string {
+  const h = createHash('sha256').update(JSON.stringify({ version: 1, settings, clip: w.clipConfig }));
+  const files = new Set<string>();
+  for (const store of [w.clip, w.convnext]) {
+    for (const k of store.keys()) {
+      const src = store.get(k)!.source;
+      if (src.kind === 'file') files.add(src.path);
+      else h.update(`${k}\n`).update(src.bytes);
+    }
+  }
+  for (const f of [...files].sort()) {
+    const st = statSync(f);
+    h.update(`\n${f}\n${st.size}\n${st.mtimeMs}`);
+  }
+  return h.digest('hex').slice(0, 16);
 }

@@ -42,7 +42,7 @@ function readJson(path: string): Record<string, unknown> {
   }
 }
 
-export async function loadTrainModel(files: ModelFiles, opts: { threads?: number } = {}): Promise<TrainModel> {
+export async function loadTrainModel(files: ModelFiles, opts: { threads?: number; featureCache?: string } = {}): Promise<TrainModel> {
   if (!files.llm) throw new InputError('no LLM folder: set "llm" in mgllava_config.json or pass --llm', '--llm');
   const clipDir = files.visualEncoder;
   const clipCfg = join(clipDir, 'config.json');

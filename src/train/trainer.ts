@@ -13,7 +13,7 @@ import { decodeImage } from '../preprocess/decode.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
 import { getTemplate } from '../tokenizer/templates.js';
 import { ModelSpec, resolveModelFiles } from '../model/model-files.js';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { OverlayStore, WeightStore, readF32 } from '../weights/types.js';
 import { SafetensorsStore } from '../weights/safetensors.js';
 import { safetensorsBytes, writeSafetensors } from '../weights/write-safetensors.js';
@@ -60,6 +60,8 @@ export interface TrainOptions {
   saveFirstGrads?: string;
   template?: string;
   threads?: number;
+  /** Keep the frozen encoders' outputs in this folder, for later runs on the same images. */
+  featureCache?: string;
   onStep?: (s: StepReport) => void;
   onNote?: (message: string) => void;
   /** Told of slow set-up phases (loading, data). */
@@ -161,7 +163,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   }
   if (o.lora && !(Number.isInteger(o.lora.r) && o.lora.r > 0 && o.lora.alpha > 0)) throw new InputError('--lora needs a positive integer rank and a positive --lora-alpha', '--lora');
 
-  const loaded = await phase('loading the model', () => loadTrainModel(files, { threads: o.threads }));
+  const loaded = await phase('loading the model', () => loadTrainModel(files, { threads: o.threads, featureCache: o.featureCache }));
   let model = loaded;
   let lora: LoraState | undefined;
   if (o.lora) {
@@ -215,7 +217,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       const samples = order.slice(pos, pos + batchSize).map((i) => data.samples[i]!);
       const items = [];
       for (const s of samples) {
-        const key = `${s.image}\u0000${JSON.stringify(s.boxOptions)}\u0000${s.detections ? s.id : ''}`;
+        const key = s.image ? imageKey(s) : '';
         if (!s.image) items.push({ inputIds: s.inputIds, labels: s.labels });
         else if (runner.encodersLearn) items.push({ inputIds: s.inputIds, labels: s.labels, inputs: await model.frozen.inputs(image(s), s.detections, s.boxOptions, key) });
         else items.push({ inputIds: s.inputIds, labels: s.labels, features: await model.frozen.features(image(s), s.detections, s.boxOptions, key) });
@@ -256,6 +258,16 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   } finally {
     await runner.release();
   }
+}
+
+/**
+ * What an image's features depend on: the file (path, size, modification time), its boxes and
+ * the box cap. The in-memory and on-disk feature caches are keyed by it.
+ */
+function imageKey(s: TrainSample): string {
+  const st = statSync(s.image!);
+  const d = s.detections;
+  return JSON.stringify([s.image, st.size, st.mtimeMs, s.boxOptions, d ? [Array.from(d.boxes), d.labels, Array.from(d.scores)] : null]);
 }
 
 function shapeOf(runner: StepRunner, name: string): readonly number[] {

@@ -290,3 +290,21 @@ test('--trainable vision encoder tensors: they learn, are saved as visual_encode
   assertOneLineError(await mgllava(['train', '--stage', '1', '--data', d.images, '--boxes', d.boxes, '--out', join(dir, 'nomatch'), '--trainable', 'visual_encoder.vision_model.post_layernorm*', '--quiet']),
     /--trainable visual_encoder\.vision_model\.post_layernorm\*: matches no tensor/);
 });
+
+test('--feature-cache: the frozen encoders\' outputs are kept on disk and read back; a damaged entry is computed again', async () => {
+  const d = overfitData();
+  const cache = join(dir, 'features');
+  const run = async () => {
+    const r = await mgllava(['train', '--stage', '1', '--data', d.images, '--boxes', d.boxes, '--out', join(dir, 'fc-out'), '--max-steps', '1', '--batch-size', '4', '--feature-cache', cache, '--json', '--quiet']);
+    assert.equal(r.code, 0, r.stderr);
+    return losses(r.stdout)[0]!;
+  };
+  const first = await run();
+  const [sub] = readdirSync(cache);
+  const files = readdirSync(join(cache, sub!));
+  assert.equal(files.length, 1, 'one entry: the four samples share the image and its boxes');
+  assert.equal(await run(), first);
+  writeFileSync(join(cache, sub!, files[0]!), 'damaged');
+  assert.equal(await run(), first);
+  assert.ok(tensors(join(cache, sub!, files[0]!)).has('low_res_feat'), 'rewritten');
+});
