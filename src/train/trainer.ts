@@ -7,25 +7,25 @@
 // exactly: the weights, the optimiser moments, the iteration, the data order (a function of
 // the seed and the epoch).
 
-import { join, relative, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { InputError } from '../core/errors.js';
 import { decodeImage } from '../preprocess/decode.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
 import { getTemplate } from '../tokenizer/templates.js';
 import { ModelSpec, resolveModelFiles } from '../model/model-files.js';
-import { existsSync, statSync } from 'node:fs';
-import { OverlayStore, WeightStore, readF32 } from '../weights/types.js';
-import { SafetensorsStore } from '../weights/safetensors.js';
-import { safetensorsBytes, writeSafetensors } from '../weights/write-safetensors.js';
-import { LoraSettings, LoraTarget, MemoryStore, adapterConfig, initLora, loraA, loraB, loraTargets, mergedWeight, peftName } from './lora.js';
+import { statSync } from 'node:fs';
+import { OverlayStore } from '../weights/types.js';
+import { writeSafetensors } from '../weights/write-safetensors.js';
+import { LoraSettings, MemoryStore, initLora, loraTargets } from './lora.js';
+import { ADAPTER_FILE, LORA_TENSOR, LoraState, readAdapters, saveCheckpoint } from './output-folder.js';
 import { loadTrainData, TrainSample } from './data.js';
 import { batchFeeds } from './batch.js';
-import { StepRunner, TrainModel, loadTrainModel } from './step-runner.js';
+import { StepRunner, loadTrainModel } from './step-runner.js';
 import { readLlmFolderConfig } from '../model/llm/causal-lm.js';
 import { AdamW, accumulationLossFactor, accumulationShouldUpdate, GradAccumulator, clipGradNorm } from './optimizer.js';
 import { ScheduleKind, learningRate, warmupIterations } from './schedule.js';
 import { epochOrder } from './rng.js';
-import { CheckpointTensor, readCheckpoint, writeCheckpoint } from './checkpoint.js';
+import { readCheckpoint } from './checkpoint.js';
 
 export interface TrainOptions {
   stage: 1 | 2;
@@ -99,8 +99,6 @@ function patternRegex(p: string): RegExp {
   return new RegExp(`^${body}(\\..*)?$`);
 }
 
-const LORA_TENSOR = /^llm\..*\.lora_[AB]\.weight$/;
-
 /** Which tensors learn: the stage's modules (the whole LLM in stage 2, or its LoRA adapters), plus `extra` patterns. */
 export function trainableSelector(stage: 1 | 2, extra: readonly string[] = [], lora = false): (name: string) => boolean {
   const res = extra.map(patternRegex);
@@ -132,6 +130,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   if (readLlmFolderConfig(files.llm).quantization && o.stage === 2 && !o.lora) {
     throw new InputError(`${files.llm}: a quantized LLM cannot learn in stage 2; give the float LLM folder, or train LoRA adapters over it (--lora)`, files.llm);
   }
+  if (o.lora && !(Number.isInteger(o.lora.r) && o.lora.r > 0 && o.lora.alpha > 0)) throw new InputError('--lora needs a positive integer rank and a positive --lora-alpha', '--lora');
   const template = getTemplate(o.template ?? files.promptTemplate);
   const tokenizer = Tokenizer.fromFolder(files.llm);
   const data = await phase('reading the training data', () => loadTrainData({ data: o.data, imageFolder: o.imageFolder, boxes: o.boxes, tokenizer, template }));
@@ -161,7 +160,6 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   if (warmupIterations({ totalSteps: total, warmupRatio: settings.warmupRatio, epochs: settings.epochs }) === 1) {
     o.onNote?.(`the warm-up is 1 of ${total} iterations: as in the release's mmengine schedule, the lr then never ramps up and stays near ${settings.lr} x 1e-5 (use --warmup-ratio 0, or more iterations)`);
   }
-  if (o.lora && !(Number.isInteger(o.lora.r) && o.lora.r > 0 && o.lora.alpha > 0)) throw new InputError('--lora needs a positive integer rank and a positive --lora-alpha', '--lora');
 
   const loaded = await phase('loading the model', () => loadTrainModel(files, { threads: o.threads, featureCache: o.featureCache }));
   let model = loaded;
@@ -209,12 +207,13 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     let lastLoss = NaN;
     let firstGradsSaved = false;
     const image = (s: TrainSample) => () => decodeImage(s.image!);
+    let order: { epoch: number; ids: number[] } | undefined;
     for (let it = done; it < total; it++) {
       const tIt = performance.now();
       const epoch = Math.floor(it / perEpoch);
-      const order = epochOrder(data.samples.length, settings.seed, epoch);
+      if (!order || order.epoch !== epoch) order = { epoch, ids: epochOrder(data.samples.length, settings.seed, epoch) };
       const pos = (it % perEpoch) * batchSize;
-      const samples = order.slice(pos, pos + batchSize).map((i) => data.samples[i]!);
+      const samples = order.ids.slice(pos, pos + batchSize).map((i) => data.samples[i]!);
       const items = [];
       for (const s of samples) {
         const key = s.image ? imageKey(s) : '';
@@ -274,89 +273,3 @@ function shapeOf(runner: StepRunner, name: string): readonly number[] {
   return runner.trainable.find((t) => t.name === name)!.shape;
 }
 
-/**
- * The output folder: the input checkpoint's tensors with the trained ones in their place (all
- * float32), the optimiser and trainer state, and an mgllava_config.json naming the frozen parts
- * (paths relative to the folder) so that it loads as a model.
- */
-function saveCheckpoint(out: string, model: TrainModel, runner: StepRunner, values: Map<string, Float32Array>, adam: AdamW, state: Record<string, unknown>, lora?: LoraState): void {
-  const tensors = new Map<string, CheckpointTensor>();
-  for (const key of model.checkpoint.keys()) {
-    const ref = model.checkpoint.get(key)!;
-    tensors.set(key, { shape: ref.shape, data: values.get(key) ?? readF32(ref) });
-  }
-  for (const t of runner.trainable) if (!LORA_TENSOR.test(t.name)) tensors.set(t.name, { shape: t.shape, data: values.get(t.name)! });
-  const files = new Map<string, string | Uint8Array>();
-  if (lora) {
-    // Chat reads the merged weights under llm.*; the adapter goes alone, in PEFT's names.
-    const adapter = [];
-    for (const t of lora.targets) {
-      const A = values.get(`llm.${loraA(t.module)}`)!;
-      const B = values.get(`llm.${loraB(t.module)}`)!;
-      // Over a quantized LLM (QLoRA) there is no float weight to merge into: the adapter alone.
-      if (!model.quantization) tensors.set(`llm.${t.module}.weight`, { shape: [t.out, t.in], data: mergedWeight(lora.base, t, A, B, lora.settings) });
-      adapter.push({ name: peftName(loraA(t.module)), dtype: 'F32' as const, shape: [lora.settings.r, t.in], data: A });
-      adapter.push({ name: peftName(loraB(t.module)), dtype: 'F32' as const, shape: [t.out, lora.settings.r], data: B });
-    }
-    files.set(ADAPTER_FILE, safetensorsBytes(adapter));
-    files.set(ADAPTER_CONFIG, JSON.stringify(adapterConfig(lora.settings, lora.targets, model.files.llm!), null, 1) + '\n');
-  }
-  const f = model.files;
-  // Relative paths while the parts sit near the output (a project folder), else absolute.
-  const rel = (p: string) => {
-    const r = relative(out, p);
-    return r.split(/[\\/]/).filter((x) => x === '..').length <= 2 ? r || '.' : p;
-  };
-  const config = {
-    llm: rel(f.llm!),
-    visual_encoder: rel(f.visualEncoder),
-    visual_encoder_aux: rel(f.visualEncoderAux),
-    prompt_template: f.promptTemplate,
-    visual_select_layer: f.vision.visualSelectLayer,
-    image_size_aux: f.vision.imageSizeAux,
-    box_feat_size: f.vision.boxFeatSize,
-    projector_depth: f.vision.projectorDepth,
-    trained: {
-      stage: (state.settings as Settings).stage,
-      iterations: state.iteration,
-      frozen: [
-        ...(runner.trainable.some((t) => t.name.startsWith('visual_encoder.')) ? [] : ['visual_encoder']),
-        ...(runner.trainable.some((t) => t.name.startsWith('visual_encoder_aux.')) ? [] : ['visual_encoder_aux']),
-        ...((state.settings as Settings).stage === 1 || lora ? ['llm'] : []),
-      ],
-      ...(lora ? { lora: { r: lora.settings.r, alpha: lora.settings.alpha, merged_into: model.quantization ? null : 'llm.*', adapter: ADAPTER_FILE } } : {}),
-    },
-  };
-  writeCheckpoint(out, {
-    model: tensors,
-    optimizer: adam.getState(),
-    trainerState: state,
-    files: new Map([...files, ['mgllava_config.json', JSON.stringify(config, null, 1) + '\n']]),
-  });
-}
-
-interface LoraState {
-  settings: LoraSettings;
-  targets: LoraTarget[];
-  /** The frozen LLM's tensors the adapters merge into. */
-  base: WeightStore;
-}
-
-const ADAPTER_FILE = 'adapter_model.safetensors';
-const ADAPTER_CONFIG = 'adapter_config.json';
-
-/** The adapters of a checkpoint folder, under the training names (`<module>.lora_A.weight`). */
-function readAdapters(dir: string, targets: readonly LoraTarget[]): Map<string, { shape: number[]; data: Float32Array }> {
-  const path = join(dir, ADAPTER_FILE);
-  if (!existsSync(path)) throw new InputError(`${dir}: no ${ADAPTER_FILE} (was this run trained with --lora?)`, dir);
-  const store = SafetensorsStore.open(path);
-  const out = new Map<string, { shape: number[]; data: Float32Array }>();
-  for (const t of targets) {
-    for (const key of [loraA(t.module), loraB(t.module)]) {
-      const ref = store.get(peftName(key));
-      if (!ref) throw new InputError(`${path}: lacks ${peftName(key)}`, path);
-      out.set(key, { shape: [...ref.shape], data: Float32Array.from(readF32(ref)) });
-    }
-  }
-  return out;
-}
