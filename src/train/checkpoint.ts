@@ -336,6 +336,11 @@ function manifestProblem(dir: string): string | undefined {
 }
 
 /** A folder `writeCheckpoint` may replace: one of its checkpoints (complete or not), or empty. */
+/** Whether `dir` may become a checkpoint: absent, an empty folder, or a checkpoint already. */
+export function checkpointTargetOk(dir: string): boolean {
+  return !existsSync(resolve(dir)) || isReplaceable(resolve(dir));
+}
+
 function isReplaceable(path: string): boolean {
   try {
     if (!statSync(path).isDirectory()) return false;

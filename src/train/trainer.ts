@@ -25,7 +25,7 @@ import { readLlmFolderConfig } from '../model/llm/causal-lm.js';
 import { AdamW, accumulationLossFactor, accumulationShouldUpdate, GradAccumulator, clipGradNorm } from './optimizer.js';
 import { ScheduleKind, learningRate, warmupIterations } from './schedule.js';
 import { epochOrder } from './rng.js';
-import { readCheckpoint } from './checkpoint.js';
+import { checkpointTargetOk, readCheckpoint } from './checkpoint.js';
 
 export interface TrainOptions {
   stage: 1 | 2;
@@ -125,6 +125,8 @@ interface Settings {
 export async function train(o: TrainOptions): Promise<TrainResult> {
   const phase = o.onPhase ?? (<T>(_l: string, w: () => Promise<T>) => w());
   const out = resolve(o.out);
+  // Found out before the training, not when its result is to be written.
+  if (!checkpointTargetOk(out)) throw new InputError(`${o.out}: exists and is not a training output folder (no checkpoint.json); give a new or empty folder`, o.out);
   const files = resolveModelFiles(o.model);
   if (!files.llm) throw new InputError('no LLM folder: set "llm" in mgllava_config.json or pass --llm', '--llm');
   if (readLlmFolderConfig(files.llm).quantization && o.stage === 2 && !o.lora) {

@@ -218,6 +218,8 @@ test('bad data: one line naming the sample, or a counted skip where the release 
   assert.match(skipped.stderr, /skipped 1 sample: /);
   assert.ok(!existsSync(join(dir, 'bad-never')));
   assertOneLineError(await mgllava(['train', '--stage', '3', '--data', 'x.json', '--out', 'y']), /--stage/);
+  assertOneLineError(await mgllava(['train', '--stage', '1', '--data', write('ok.json', [img(1)]), '--boxes', write('ok-boxes.json', [{ id: 1, ...boxes }]), '--out', TINY]),
+    /exists and is not a training output folder/);
   assertOneLineError(await mgllava(['train', '--stage', '1', '--data', join(dir, 'nope.json'), '--out', join(dir, 'n')]), /nope\.json/);
 });
 
