@@ -10,6 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { InputError } from '../core/errors.js';
 import { hf as lib, type HfDecoder, type HfSequenceDecoder, type HfTokenizer } from './hf-lib.js';
+import { readSentencePieceModel, sentencePieceToTokenizerJson } from './sentencepiece.js';
 
 export interface EncodeOptions {
   /** Add the tokenizer's special tokens (BOS/EOS per its post-processor); default true, like HF. */
@@ -273,12 +274,15 @@ export class Tokenizer {
 
   /**
    * Load `dir/tokenizer.json` and, when present, `dir/tokenizer_config.json` and
-   * `dir/special_tokens_map.json` (the latter only fills special tokens the config lacks).
+   * `dir/special_tokens_map.json` (the latter only fills special tokens the config lacks). A folder
+   * with only a SentencePiece `tokenizer.model` is converted as transformers' LlamaConverter does
+   * (sentencepiece.ts); where both files exist tokenizer.json wins, as in Hugging Face.
    */
   static fromFolder(dir: string): Tokenizer {
-    const tjPath = join(dir, 'tokenizer.json');
-    if (!existsSync(tjPath)) throw new InputError(`tokenizer file not found: ${tjPath}`, tjPath);
-    const tj = readJson(tjPath);
+    let tjPath = join(dir, 'tokenizer.json');
+    const spmPath = join(dir, 'tokenizer.model');
+    const fromSpm = !existsSync(tjPath) && existsSync(spmPath);
+    if (!fromSpm && !existsSync(tjPath)) throw new InputError(`tokenizer file not found: ${tjPath} (nor ${spmPath})`, tjPath);
     const cfgPath = join(dir, 'tokenizer_config.json');
     const config: Json = existsSync(cfgPath) ? { ...readJson(cfgPath) } : {};
     const mapPath = join(dir, 'special_tokens_map.json');
@@ -287,6 +291,29 @@ export class Tokenizer {
       for (const key of ['bos_token', 'eos_token', 'unk_token', 'pad_token', 'additional_special_tokens']) {
         if (config[key] === undefined && map[key] !== undefined) config[key] = map[key];
       }
+    }
+    let tj: Json;
+    if (fromSpm) {
+      tjPath = spmPath;
+      let bytes: Uint8Array;
+      try {
+        bytes = readFileSync(spmPath);
+      } catch (e) {
+        throw new InputError(`cannot read ${spmPath}: ${(e as Error).message}`, spmPath);
+      }
+      const flag = (v: unknown): boolean | undefined => (typeof v === 'boolean' ? v : undefined);
+      tj = sentencePieceToTokenizerJson(readSentencePieceModel(bytes, spmPath), {
+        legacy: flag(config.legacy),
+        addPrefixSpace: flag(config.add_prefix_space),
+        addBosToken: flag(config.add_bos_token),
+        addEosToken: flag(config.add_eos_token),
+        bosToken: tokenContent(config.bos_token),
+        eosToken: tokenContent(config.eos_token),
+        unkToken: tokenContent(config.unk_token),
+        padToken: tokenContent(config.pad_token),
+      }, spmPath);
+    } else {
+      tj = readJson(tjPath);
     }
     try {
       return new Tokenizer(tj, config);
