@@ -50,11 +50,14 @@ const PIECE_TYPES: Record<number, SpmPieceType> = {
 };
 const MODEL_TYPES: Record<number, SpmModel['modelType']> = { 1: 'unigram', 2: 'bpe', 3: 'word', 4: 'char' };
 
-// Field numbers from sentencepiece_model.proto. Enums are read as int32 (same varint wire format) so
+// Field numbers from sentencepiece_model.proto. Each message says `edition: 'proto2'` (the file is
+// proto2): without it protobufjs treats nested JSON types as proto3, which drops a stored `false`
+// (e.g. remove_extra_whitespaces) and so loses the difference from a proto2 default. Enums are read as int32 (same varint wire format) so
 // that an unknown enum value is reported by us rather than silently mapped.
 const root = protobuf.Root.fromJSON({
   nested: {
     ModelProto: {
+      edition: 'proto2',
       fields: {
         pieces: { rule: 'repeated', type: 'SentencePiece', id: 1 },
         trainerSpec: { type: 'TrainerSpec', id: 2 },
@@ -62,6 +65,7 @@ const root = protobuf.Root.fromJSON({
       },
       nested: {
         SentencePiece: {
+          edition: 'proto2',
           fields: {
             piece: { type: 'string', id: 1 },
             score: { type: 'float', id: 2 },
@@ -71,6 +75,7 @@ const root = protobuf.Root.fromJSON({
       },
     },
     TrainerSpec: {
+      edition: 'proto2',
       fields: {
         modelType: { type: 'int32', id: 3 },
         vocabSize: { type: 'int32', id: 4 },
@@ -85,6 +90,7 @@ const root = protobuf.Root.fromJSON({
       },
     },
     NormalizerSpec: {
+      edition: 'proto2',
       fields: {
         name: { type: 'string', id: 1 },
         precompiledCharsmap: { type: 'bytes', id: 2 },
