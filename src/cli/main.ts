@@ -12,6 +12,7 @@ import { runChat } from './chat.js';
 import { runQuantize } from './quantize.js';
 import { runDetect } from './detect.js';
 import { runTrain } from './train.js';
+import { runTokenize } from './tokenize.js';
 import { rerun, tunedMallocEnv } from './malloc-tuning.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -201,6 +202,14 @@ export function buildProgram(): Command {
     .option('--json', 'one JSON object per iteration on stdout (step, loss, lr, grad_norm, tokens_per_s, eta_ms)')
     .option('-q, --quiet', 'no progress on stderr')
     .action(async (o) => runTrain(o, defaultModel(o)));
+  program.command('tokenize')
+    .description('token ids of a text with a model folder\'s tokenizer (tokenizer.json or SentencePiece tokenizer.model), or the text of ids')
+    .argument('[text]', 'text to encode (put -- before a text that starts with -)')
+    .requiredOption('--llm <dir>', 'LLM folder with the tokenizer')
+    .option('--special', 'encode: add BOS/EOS as tokenizer_config.json says; decode: keep special tokens in the text')
+    .option('--decode <ids>', 'decode these comma-separated ids (e.g. 1,2,3) instead')
+    .option('--json', 'print {"ids": [...], "pieces": [...]} (decode: {"text": ...})')
+    .action((text: string | undefined, o) => runTokenize(text, o));
   return program;
 }
 
