@@ -376,7 +376,10 @@ export class HubClient {
           await this.backoff(attempt);
           continue;
         }
-        if (e instanceof TransientError) throw this.unreachable(e, attempt + 1);
+        if (e instanceof TransientError) {
+          const tries = attempt + 1;
+          throw new InputError(`the download of "${ctx.file}" from ${new URL(meta.url).host} failed (${e.message}), ${tries} ${tries === 1 ? 'try' : 'tries'}: pull again to resume it`, ctx.file);
+        }
         throw diskError(e, part, meta.size) ?? e;
       }
       const size = statSync(part).size;
@@ -514,7 +517,7 @@ export async function pull(o: PullOptions): Promise<PullResult> {
     }
   }
   const commit = info.sha;
-  const selected = info.files.filter((f) => globFilter(o.include)(f.path)).sort((a, b) => a.path.localeCompare(b.path));
+  const selected = info.files.filter((f) => globFilter(o.include)(f.path)).sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   if (selected.length === 0) {
     const what = o.include && o.include.length > 0 ? `no file matching ${o.include.map((p) => `"${p}"`).join(', ')}` : 'no files';
     throw new InputError(`repository "${o.repoId}" at revision "${revision}" has ${what}`, o.repoId);
