@@ -12,6 +12,7 @@ import { runChat } from './chat.js';
 import { runQuantize } from './quantize.js';
 import { runDetect } from './detect.js';
 import { runTrain } from './train.js';
+import { runPull } from './pull.js';
 import { runTokenize } from './tokenize.js';
 import { rerun, tunedMallocEnv } from './malloc-tuning.js';
 
@@ -210,6 +211,15 @@ export function buildProgram(): Command {
     .option('--decode <ids>', 'decode these comma-separated ids (e.g. 1,2,3) instead')
     .option('--json', 'print {"ids": [...], "pieces": [...]} (decode: {"text": ...})')
     .action((text: string | undefined, o) => runTokenize(text, o));
+  program.command('pull')
+    .description('download a model repository from the Hugging Face Hub into its cache (shared with Python\'s huggingface_hub); prints the snapshot folder')
+    .argument('<repo_id>', 'repository, e.g. openai/clip-vit-large-patch14-336')
+    .option('--revision <rev>', 'branch, tag or commit hash', 'main')
+    .option('--include <glob...>', 'only files matching these patterns (`*` any characters, `/` included; `?` one; a trailing `/`: a folder), as huggingface_hub\'s allow_patterns')
+    .option('--cache-dir <dir>', 'cache folder (default: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub)')
+    .option('--json', 'print {"repo", "revision", "commit", "path", "files"} instead of the folder')
+    .option('-q, --quiet', 'no progress on stderr')
+    .action(async (repoId: string, o) => runPull(repoId, o));
   return program;
 }
 
