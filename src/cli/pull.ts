@@ -70,7 +70,7 @@ export async function runPull(repoId: string, a: PullArgs): Promise<void> {
         const now = performance.now();
         if (p.fileDone < p.fileTotal && now - lastDraw < 100) return; // at most 10 redraws a second
         lastDraw = now;
-        const cols = err.columns ?? 100;
+        const cols = err.columns || 100;
         err.write(`\r\x1b[2K${progressLine(p, secs(tDownload)).slice(0, Math.max(cols - 1, 20))}`);
         live = true;
       },
