@@ -12,6 +12,8 @@ import { runChat } from './chat.js';
 import { runQuantize } from './quantize.js';
 import { runDetect } from './detect.js';
 import { runTrain } from './train.js';
+import { runPullPreset } from './pull-preset.js';
+import { PRESETS } from '../hub/presets.js';
 import { runPull } from './pull.js';
 import { runTokenize } from './tokenize.js';
 import { rerun, tunedMallocEnv } from './malloc-tuning.js';
@@ -212,14 +214,26 @@ export function buildProgram(): Command {
     .option('--json', 'print {"ids": [...], "pieces": [...]} (decode: {"text": ...})')
     .action((text: string | undefined, o) => runTokenize(text, o));
   program.command('pull')
-    .description('download a model repository from the Hugging Face Hub into its cache (shared with Python\'s huggingface_hub); prints the snapshot folder')
-    .argument('<repo_id>', 'repository, e.g. openai/clip-vit-large-patch14-336')
+    .description('download a model repository from the Hugging Face Hub into its cache (shared with Python\'s huggingface_hub); prints the snapshot folder. With --preset: every part of a released MG-LLaVA and a model folder for chat')
+    .argument('[repo_id]', 'repository, e.g. openai/clip-vit-large-patch14-336 (or --preset)')
+    .option('--preset <name>', `a released MG-LLaVA: ${PRESETS.map((p) => p.name).join(', ')} (with --out)`)
+    .option('--out <dir>', 'with --preset: the model folder to write (mgllava_config.json pointing into the cache)')
+    .option('--quantize <bits>', 'with --preset: quantize the LLM to 4 or 8 bits into the model folder', bits)
     .option('--revision <rev>', 'branch, tag or commit hash', 'main')
     .option('--include <glob...>', 'only files matching these patterns (`*` any characters, `/` included; `?` one; a trailing `/`: a folder), as huggingface_hub\'s allow_patterns')
     .option('--cache-dir <dir>', 'cache folder (default: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub)')
     .option('--json', 'print {"repo", "revision", "commit", "path", "files"} instead of the folder')
     .option('-q, --quiet', 'no progress on stderr')
-    .action(async (repoId: string, o) => runPull(repoId, o));
+    .action(async (repoId: string | undefined, o) => {
+      if (o.preset) {
+        if (repoId) throw new InputError('give a repository or --preset, not both', '--preset');
+        if (!o.out) throw new InputError('--preset needs --out DIR (the model folder to write)', '--out');
+        return runPullPreset({ ...o, preset: o.preset, out: o.out });
+      }
+      if (o.out || o.quantize) throw new InputError('--out and --quantize go with --preset', '--out');
+      if (!repoId) throw new InputError('name a repository (e.g. openai/clip-vit-large-patch14-336) or a --preset', 'repo_id');
+      return runPull(repoId, o);
+    });
   return program;
 }
 
