@@ -14,6 +14,7 @@ import { runDetect } from './detect.js';
 import { runTrain } from './train.js';
 import { runPullPreset } from './pull-preset.js';
 import { PRESETS } from '../hub/presets.js';
+import { resolveModelFiles } from '../model/model-files.js';
 import { runPull } from './pull.js';
 import { runTokenize } from './tokenize.js';
 import { rerun, tunedMallocEnv } from './malloc-tuning.js';
@@ -168,14 +169,24 @@ export function buildProgram(): Command {
     .action(async (o) => runDetect(o));
   program.command('quantize')
     .description('write a 4-bit or 8-bit copy of an LLM folder (onnxruntime MatMulNBits weights) that chat --llm and loadModel read')
-    .requiredOption('--llm <dir>', 'LLM folder to quantize (config.json, tokenizer, weights)')
+    .option('--llm <dir>', 'LLM folder to quantize (config.json, tokenizer, weights)')
     .option('--checkpoint <file>', "MG-LLaVA checkpoint whose fine-tuned llm.* weights replace the folder's before quantizing")
+    .option('--model <dir>', 'instead of --llm/--checkpoint: a model folder (mgllava_config.json); its LLM and checkpoint')
     .requiredOption('--out <dir>', 'folder to create (it must not exist; its parent must)')
     .option('--bits <n>', 'bits per weight: 4 or 8', bits, 4)
     .option('--block-size <n>', 'weights per scale along the input dimension (a power of two >= 16)', blockSize, 32)
     .option('--symmetric', 'no zero points: scale from max |w| per block (default: min/max and a zero point per block)')
     .option('-q, --quiet', 'no progress on stderr')
-    .action(async (o) => runQuantize(o));
+    .action(async (o) => {
+      if (o.model) {
+        if (o.llm || o.checkpoint) throw new InputError('give --model, or --llm (and --checkpoint), not both', '--model');
+        const f = resolveModelFiles({ model: o.model });
+        if (!f.llm) throw new InputError(`${o.model}: its mgllava_config.json names no "llm"`, '--model');
+        return runQuantize({ ...o, llm: f.llm, checkpoint: f.checkpoint });
+      }
+      if (!o.llm) throw new InputError('missing --llm (or --model with a mgllava_config.json)', '--llm');
+      return runQuantize(o);
+    });
   modelOptions(program.command('train'))
     .description('train MG-LLaVA: stage 1 (fuse_module, projector, bbox_projector) or stage 2 (the LLM too), from LLaVA-format data')
     .requiredOption('--stage <n>', '1: pretraining (encoders and LLM frozen); 2: instruction tuning (the LLM learns too)', stage)

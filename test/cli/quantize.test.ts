@@ -89,3 +89,14 @@ for (const c of bad) {
     assert.ok(!existsSync(join(tmp, 'x')));
   });
 }
+
+test('quantize --model DIR reads the LLM and the checkpoint from mgllava_config.json (the same 8-bit folder as --llm/--checkpoint)', async () => {
+  const out = join(tmp, 'q8-model');
+  const q = await mgllava(['quantize', '--model', join(TINY, 'mgllava'), '--out', out, '--bits', '8', '--quiet']);
+  assert.equal(q.code, 0, q.stderr);
+  const r = await mgllava(chatArgs(out));
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual((JSON.parse(r.stdout) as { ids: number[] }).ids, casesJson()['C.greedy_ids']);
+  assertOneLineError(await mgllava(['quantize', '--model', join(TINY, 'mgllava'), '--llm', join(TINY, 'llm'), '--out', join(tmp, 'x')]), /not both/);
+  assertOneLineError(await mgllava(['quantize', '--out', join(tmp, 'y')]), /missing --llm/);
+});
