@@ -8,7 +8,6 @@ import { ROOT } from '../helpers/fixtures.js';
 import { defaultYornRating, evaluatePope, popeRating, scoreYorn, yornExtraction } from '../../src/eval/pope.js';
 
 const EVAL = join(ROOT, 'fixtures', 'eval');
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 const load = (name: string): any => JSON.parse(readFileSync(join(EVAL, name), 'utf8'));
 
 function close(a: number, b: number, what: string): void {

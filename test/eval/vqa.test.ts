@@ -11,7 +11,6 @@ import {
 } from '../../src/eval/vqa.js';
 
 const EVAL = join(ROOT, 'fixtures', 'eval');
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 const load = (name: string): any => JSON.parse(readFileSync(join(EVAL, name), 'utf8'));
 const TOL = 1e-9;
 
@@ -140,4 +139,16 @@ test('TextVQA: MMF official accuracy from the raw cells', () => {
     const m = processLine(r.answer, r.prediction_cell, 'vqa_score').match;
     close(npMean(m), r.vqa_score_if_cell_read_as_text, `row ${r.index} as text`);
   }
+});
+
+test('ANLS: best answer counts, threshold is inclusive at 0.5 and configurable', () => {
+  const r = processLine("['1/2', '0.5']", '0.50', 'anls');
+  assert.deepEqual(r.match.map(Number), [1, 0.25]);
+  assert.equal(anlsHit(r.match.map(Number)), 0.75);
+  assert.equal(anlsHit([0.75, 0.25]), 0.75);
+  assert.equal(anlsHit([0.5]), 0.5);
+  assert.equal(anlsHit([0.3], 0.8), 0);
+  const ev = evaluateVqa([{ answer: "['abc']", prediction: 'abd' }], 'DocVQA_VAL', 0.7);
+  assert.equal(ev.rows[0]!.hit, 0);
+  assert.deepEqual(ev.acc, { Overall: 0 });
 });
