@@ -4,7 +4,7 @@
 // prefetch_circular_group, report_acc) and `vlmeval/tools.py::CIRCULAR` (abnormal entries), at
 // VLMEvalKit commit e8e78f05f3080fe28154f2130321f17951c3be94.
 
-import { type Cell, type TsvTable, pyStr } from './tsv.js';
+import { type Cell, TsvTable, pyStr } from './tsv.js';
 
 /** Option label -> option text (already `str()`-ed). */
 export type Choices = Record<string, string>;
@@ -371,4 +371,105 @@ export function scoreMcqCircular(data: TsvTable, meta: TsvTable, opts?: InferOpt
   const groups = mcqCircularEval(data, meta, opts);
   const acc = reportAcc(accRowsFrom(data, groups));
   return { groups, reportAcc: acc };
+}
+
+export interface CircularOptions {
+  /** Append the `g_index` column CIRCULAR writes (official MMBench TSVs have none). Default true. */
+  gIndex?: boolean;
+}
+
+/**
+ * `vlmeval/tools.py::CIRCULAR` on a benchmark table: an n-option question (n >= 2, answer one of
+ * its labels, not abnormal) gets n-1 copies, copy i with index + i*OFFSET (OFFSET 1e6, times 10
+ * while an index reaches it), image = the original index, labels rotated right by i (option
+ * texts and the answer letter). Rows come out group by group in the order the groups first
+ * appear (originals, copy 1, copy 2, ... per option count), then the abnormal rows.
+ */
+export function circularExpand(t: TsvTable, opts: CircularOptions = {}): TsvTable {
+  const withG = opts.gIndex ?? true;
+  const ic = t.col('index');
+  let offset = 1e6;
+  let maxIdx = -Infinity;
+  for (let i = 0; i < t.length; i++) maxIdx = Math.max(maxIdx, t.data[i]![ic] as number);
+  while (maxIdx >= offset) offset *= 10;
+  let nOpt = 2;
+  for (let i = 0; i < UPPER.length; i++) {
+    if (t.has(UPPER[i]!)) nOpt = i + 1;
+    else {
+      for (let j = i + 1; j < UPPER.length; j++) {
+        if (t.has(UPPER[j]!)) throw new Error(`CIRCULAR: option ${UPPER[j]} without ${UPPER[i]}`);
+      }
+      break;
+    }
+  }
+  const labels = UPPER.slice(0, nOpt);
+  const groups = new Map<number | 'abnormal', number[]>();
+  const push = (k: number | 'abnormal', r: number): void => {
+    const l = groups.get(k);
+    if (l) l.push(r);
+    else groups.set(k, [r]);
+  };
+  for (let r = 0; r < t.length; r++) {
+    let thisN = 0;
+    for (let j = 0; j < nOpt; j++) {
+      if (!t.isNa(r, labels[j]!)) thisN = j + 1;
+      else {
+        for (let k = j + 1; k < nOpt; k++) {
+          if (!t.isNa(r, labels[k]!)) throw new Error(`CIRCULAR: row ${r} has a gap in its options`);
+        }
+        break;
+      }
+    }
+    if (!(thisN >= 2 || thisN === 0)) throw new Error(`CIRCULAR: row ${r} has one option`);
+    const options: Record<string, string> = {};
+    for (const ch of UPPER) if (t.has(ch) && !t.isNa(r, ch)) options[ch] = t.str(r, ch);
+    const answer = t.str(r, 'answer');
+    if (circularAbnormal(options) || thisN === 0) push('abnormal', r);
+    else if (pyLen(answer) > 1 || !UPPER.slice(0, thisN).includes(answer)) push('abnormal', r);
+    else push(thisN, r);
+  }
+  const columns = [...t.columns];
+  const kinds = [...t.kinds];
+  kinds[ic] = 'int';
+  const hasImage = t.has('image');
+  if (hasImage) kinds[t.col('image')] = 'str';
+  if (withG) {
+    columns.push('g_index');
+    kinds.push('int');
+  }
+  const answerCol = t.col('answer');
+  const out: Cell[][] = [];
+  const emit = (row: Cell[], g: number): void => {
+    if (withG) row.push(g);
+    out.push(row);
+  };
+  for (const [k, rows] of groups) {
+    if (k === 'abnormal') {
+      for (const r of rows) emit([...t.data[r]!], t.data[r]![ic] as number);
+      continue;
+    }
+    const lab = UPPER.slice(0, k);
+    for (let i = 0; i < k; i++) {
+      // deque.rotate(i): label lab[j] -> lab[(j - i) mod k] (copy 1 of ABCD: A -> D, B -> A)
+      const cmap = new Map<string, string>();
+      for (let j = 0; j < k; j++) cmap.set(lab[j]!, lab[(j - i + k) % k]!);
+      for (const r of rows) {
+        const src = t.data[r]!;
+        const row = [...src];
+        const idx = src[ic] as number;
+        if (i === 0) {
+          emit(row, idx);
+          continue;
+        }
+        const ni = Math.trunc(idx + offset * i);
+        const g = Math.trunc(ni % offset);
+        row[ic] = ni;
+        if (hasImage) row[t.col('image')] = String(g);
+        row[answerCol] = cmap.get(t.str(r, 'answer'))!;
+        for (const [s, d] of cmap) row[t.col(d)] = src[t.col(s)]!;
+        emit(row, g);
+      }
+    }
+  }
+  return new TsvTable(columns, kinds, out);
 }

@@ -4,10 +4,10 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import {
-  canInfer, canInferOption, canInferText, circularAbnormal, mcqCircularEval, mcqVanillaEval, reportAcc,
+  canInfer, canInferOption, canInferText, circularAbnormal, circularExpand, mcqCircularEval, mcqVanillaEval, reportAcc,
   scoreMcqCircular, scoreMcqVanilla, type AccTable,
 } from '../../src/eval/mcq.js';
-import { readTsv } from '../../src/eval/tsv.js';
+import { TsvTable, readTsv } from '../../src/eval/tsv.js';
 
 const FIX = join(process.cwd(), 'fixtures', 'eval');
 const load = (f: string): any => JSON.parse(readFileSync(join(FIX, f), 'utf8'));
@@ -139,4 +139,21 @@ test('report_acc: several splits sorted, MMBench abbreviations, missing groups s
   const u = reportAcc([{ hit: 1 }, { hit: 0 }]);
   assert.deepEqual(u.columns, ['split', 'Overall']);
   assert.deepEqual(u.rows, [{ split: 'none', Overall: 0.5 }]);
+});
+
+test('CIRCULAR expansion of the 12 MMBench originals gives mmbench.tsv', () => {
+  const full = readTsv(join(FIX, 'mmbench.tsv'));
+  const origRows = full.data.filter((r) => (r[full.col('index')] as number) < 1e6);
+  const orig = new TsvTable(full.columns, full.kinds, origRows);
+  const ex = circularExpand(orig, { gIndex: false });
+  assert.deepEqual(ex.columns, full.columns);
+  assert.equal(ex.length, full.length);
+  for (let i = 0; i < full.length; i++) {
+    for (const c of full.columns) assert.equal(ex.str(i, c), full.str(i, c), `row ${i} ${c}`);
+  }
+  const withG = circularExpand(orig);
+  assert.equal(withG.columns.at(-1), 'g_index');
+  for (let i = 0; i < withG.length; i++) {
+    assert.equal(withG.get(i, 'g_index'), (withG.get(i, 'index') as number) % 1e6);
+  }
 });
