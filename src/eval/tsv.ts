@@ -276,3 +276,100 @@ export function writeTsvQuoteAll(
 export function writeTable(path: string, t: TsvTable): void {
   writeFileSync(path, formatTsvQuoteAll(t.columns, t.data, t.kinds));
 }
+
+/** Python literal of a list of strings (`['a', "b's"]`), as `eval` reads it; numbers become their text. */
+export function parsePyStrList(s: string): string[] {
+  const out: string[] = [];
+  let i = 0;
+  const ws = (): void => {
+    while (i < s.length && /\s/.test(s[i]!)) i++;
+  };
+  const fail = (): never => {
+    throw new Error(`not a Python list of strings: ${s.slice(0, 80)}`);
+  };
+  ws();
+  if (s[i] !== '[') fail();
+  i++;
+  ws();
+  if (s[i] === ']') return out;
+  for (;;) {
+    ws();
+    const q = s[i];
+    if (q === "'" || q === '"') {
+      i++;
+      let v = '';
+      while (i < s.length && s[i] !== q) {
+        if (s[i] === '\\') {
+          const n = s[i + 1];
+          const esc: Record<string, string> = { n: '\n', t: '\t', r: '\r', '\\': '\\', "'": "'", '"': '"', '0': '\0' };
+          if (n === 'x' || n === 'u') {
+            const len = n === 'x' ? 2 : 4;
+            v += String.fromCharCode(parseInt(s.slice(i + 2, i + 2 + len), 16));
+            i += 2 + len;
+            continue;
+          }
+          if (n !== undefined && esc[n] !== undefined) v += esc[n];
+          else v += '\\' + (n ?? '');
+          i += 2;
+          continue;
+        }
+        v += s[i];
+        i++;
+      }
+      if (s[i] !== q) fail();
+      i++;
+      out.push(v);
+    } else {
+      const m = /^[-+]?[0-9.eE+-]+/.exec(s.slice(i));
+      if (!m) fail();
+      out.push(m![0]);
+      i += m![0].length;
+    }
+    ws();
+    if (s[i] === ',') {
+      i++;
+      ws();
+      if (s[i] === ']') break;
+      continue;
+    }
+    if (s[i] === ']') break;
+    fail();
+  }
+  return out;
+}
+
+/** `toliststr`: a `[...]` text is a Python list, any other text one item. */
+export function toListStr(s: string): string[] {
+  if (s.length > 1 && s[0] === '[' && s[s.length - 1] === ']') return parsePyStrList(s);
+  return [s];
+}
+
+/**
+ * The image of every row as VLMEvalKit's ImageBaseDataset resolves it: NaN -> '', a non-empty
+ * cell of 64 characters or fewer names another row's index (by `str(index)`), whose image (over
+ * 64 characters) it takes; then `toliststr`, one image as a string, several as a list.
+ */
+export function resolveImages(t: TsvTable, imageColumn = 'image'): (string | string[])[] {
+  const keys: string[] = [];
+  const map = new Map<string, string>();
+  for (let i = 0; i < t.length; i++) {
+    const k = t.str(i, 'index');
+    const v = t.isNa(i, imageColumn) ? '' : t.str(i, imageColumn);
+    keys.push(k);
+    map.set(k, v);
+  }
+  for (const [k, v] of map) {
+    const len = [...v].length;
+    if (len <= 64 && len > 0) {
+      const target = map.get(v);
+      if (target === undefined || [...target].length <= 64) {
+        throw new Error(`image of row ${k} names ${JSON.stringify(v)}, which is not a row with an image`);
+      }
+      map.set(k, target);
+    }
+  }
+  return keys.map((k) => {
+    const l = toListStr(map.get(k)!);
+    return l.length === 1 ? l[0]! : l;
+  });
+}

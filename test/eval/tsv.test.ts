@@ -4,7 +4,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { parseTsv, pyFloatRepr, pyStr, readTsv, writeTable, writeTsvQuoteAll } from '../../src/eval/tsv.js';
+import {
+  parsePyStrList, parseTsv, pyFloatRepr, pyStr, readTsv, resolveImages, writeTable, writeTsvQuoteAll,
+} from '../../src/eval/tsv.js';
 
 const FIX = join(process.cwd(), 'fixtures', 'eval');
 
@@ -110,4 +112,21 @@ test('tsv: QUOTE_ALL writer round-trips', () => {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('tsv: resolveImages follows index references, toliststr lists', () => {
+  const t = readTsv(join(FIX, 'mmbench.tsv'));
+  const imgs = resolveImages(t);
+  const byIndex = new Map<number, string>();
+  for (let i = 0; i < t.length; i++) if ((t.get(i, 'index') as number) < 1e6) byIndex.set(t.get(i, 'index') as number, t.str(i, 'image'));
+  for (let i = 0; i < t.length; i++) {
+    const idx = t.get(i, 'index') as number;
+    assert.equal(imgs[i], byIndex.get(idx % 1e6));
+    assert.ok((imgs[i] as string).length > 64);
+  }
+  const long = 'x'.repeat(70);
+  const u = parseTsv(`index\timage\n1\t['${long}', "${long}'s"]\n2\t1\n3\t\n`);
+  assert.deepEqual(resolveImages(u), [[long, `${long}'s`], [long, `${long}'s`], '']);
+  assert.throws(() => resolveImages(parseTsv('index\timage\n1\t7\n')));
+  assert.deepEqual(parsePyStrList("['a\\'b', \"c\"]"), ["a'b", 'c']);
 });
