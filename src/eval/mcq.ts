@@ -473,3 +473,13 @@ export function circularExpand(t: TsvTable, opts: CircularOptions = {}): TsvTabl
   }
   return new TsvTable(columns, kinds, out);
 }
+
+/**
+ * Columns of VLMEvalKit's `*_exact_matching_result` file: the prediction table's columns (names
+ * lower-cased except A..Z), then `g_index` (circular, when the table has none), `hit`, `log`.
+ */
+export function mcqResultColumns(data: TsvTable, circular: boolean): string[] {
+  const cols = data.columns.map((c) => (UPPER.includes(c) && c.length === 1 ? c : c.toLowerCase()));
+  if (circular && !cols.includes('g_index')) cols.push('g_index');
+  return [...cols, 'hit', 'log'];
+}

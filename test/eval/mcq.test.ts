@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import {
-  canInfer, canInferOption, canInferText, circularAbnormal, circularExpand, mcqCircularEval, mcqVanillaEval, reportAcc,
+  canInfer, canInferOption, canInferText, circularAbnormal, circularExpand, mcqResultColumns, mcqCircularEval, mcqVanillaEval, reportAcc,
   scoreMcqCircular, scoreMcqVanilla, type AccTable,
 } from '../../src/eval/mcq.js';
 import { TsvTable, readTsv } from '../../src/eval/tsv.js';
@@ -93,6 +93,7 @@ test('MMBench circular: per-row can_infer, per-group hit/log, report_acc', () =>
   assert.equal(groups.filter((g) => g.hit === 1).length, 5);
   assertTable(acc, exp.report_acc);
   assert.deepEqual(acc.columns, exp.acc_file_columns);
+  assert.deepEqual(mcqResultColumns(data, true), exp.result_file_columns);
 });
 
 test('MMBench circular: meta without copies keeps only its rows', () => {
@@ -122,6 +123,7 @@ test('vanilla MCQ: per-row can_infer, extracted, hit, log, accuracy, report_acc'
   assert.equal(rows.filter((r) => r.hit === 1).length, 9);
   assertTable(acc, exp.report_acc);
   assert.deepEqual(acc.columns, exp.acc_file_columns);
+  assert.deepEqual(mcqResultColumns(data, false), exp.result_file_columns);
   assert.deepEqual(mcqVanillaEval(data, meta, { verbose: false }).map((r) => r.hit), rows.map((r) => r.hit));
 });
 
