@@ -245,6 +245,15 @@ export function buildProgram(): Command {
       if (!repoId) throw new InputError('name a repository (e.g. openai/clip-vit-large-patch14-336) or a --preset', 'repo_id');
       return runPull(repoId, o);
     });
+  const evalCmd = program.command('eval').description('evaluation tools (VLMEvalKit-compatible scoring)');
+  evalCmd.command('score')
+    .description('score a predictions TSV (benchmark columns but image, plus prediction) against its benchmark TSV, the VLMEvalKit way')
+    .requiredOption('--bench <name>', 'mmbench, mmbench_cn, seed, mmstar, ai2d, sqa, pope, textvqa, docvqa, chartqa, gqa')
+    .requiredOption('--data <file>', 'benchmark TSV (VLMEvalKit format)')
+    .requiredOption('--predictions <file>', 'predictions TSV, rows matched by index')
+    .option('--out <dir>', 'write <dataset>_acc.csv / _score.csv, <dataset>_results.tsv and summary.json here')
+    .option('--json', 'print one JSON object {bench, dataset, overall, table, items}')
+    .action(async (o) => (await import('./eval.js')).runEvalScore(o));
   return program;
 }
 
