@@ -118,25 +118,16 @@ export class FrozenVision {
   async features(image: RgbImage | (() => Promise<RgbImage>), detections: Detections | undefined, boxOptions: BoxOptions, key?: string): Promise<FrozenFeatures> {
     const hit = key === undefined ? undefined : this.cache.get(key) ?? this.fromDisk(key);
     if (hit) return this.remember(key!, hit);
-    const img = typeof image === 'function' ? await image() : image;
-    const S = this.settings.imageSizeAux;
-    const pre = clipPreprocess(img, { size: S });
-    const aux: F32Tensor = { dims: [1, 3, S, S], data: pre.pixelValues };
-    const low = (await this.view.run({ pixel_values_aux: aux })).pixel_values!;
-    const out = await this.encoder.run({ pixel_values: low, pixel_values_aux: aux });
+    const x = await this.prepare(image, detections, boxOptions);
+    const out = await this.encoder.run({ pixel_values: batched(x.pixelValues), pixel_values_aux: batched(x.pixelValuesAux) });
     const lowRes = out.low_res_feat!;
     const high = out.stage_3!;
     let boxFeats: F32Tensor = { dims: [0, this.boxWidth], data: new Float32Array(0) };
-    if (detections) {
-      const boxes = prepareBoxes(detections, pre.geometry, boxOptions).boxes;
-      const weights = boxPoolingWeights(boxes, this.stageSizes, {
-        outputSize: this.settings.boxFeatSize,
-        spatialScale: this.stageSizes[0]![0] / 768, // the release divides by a literal 768
-      });
+    if (x.boxWeights[0]!.dims[1]! > 0) {
       const feeds: Record<string, F32Tensor> = {};
       STAGES.forEach((l) => {
         feeds[`stage_${l}`] = out[`stage_${l}`]!;
-        feeds[`weights_${l}`] = weights[l]!;
+        feeds[`weights_${l}`] = x.boxWeights[l]!;
       });
       boxFeats = (await this.pool.run(feeds)).box_pooled!;
     }
@@ -201,16 +192,8 @@ export class FrozenVision {
   async inputs(image: RgbImage | (() => Promise<RgbImage>), detections: Detections | undefined, boxOptions: BoxOptions, key?: string): Promise<ImageInputs> {
     const hit = key === undefined ? undefined : this.inputCache.get(key);
     if (hit) return hit;
-    const img = typeof image === 'function' ? await image() : image;
-    const S = this.settings.imageSizeAux;
-    const pre = clipPreprocess(img, { size: S });
-    const aux: F32Tensor = { dims: [1, 3, S, S], data: pre.pixelValues };
-    const low = (await this.view.run({ pixel_values_aux: aux })).pixel_values!;
-    const boxes = detections ? prepareBoxes(detections, pre.geometry, boxOptions).boxes : new Float32Array(0);
-    const boxWeights = boxes.length
-      ? boxPoolingWeights(boxes, this.stageSizes, { outputSize: this.settings.boxFeatSize, spatialScale: this.stageSizes[0]![0] / 768 })
-      : this.stageSizes.map(([h, w]) => ({ dims: [h * w, 0], data: new Float32Array(0) }));
-    const out: ImageInputs = { pixelValues: { dims: low.dims.slice(1), data: low.data }, pixelValuesAux: { dims: [3, S, S], data: aux.data }, boxWeights };
+    const out = await this.prepare(image, detections, boxOptions);
+    const { boxWeights } = out;
     if (key !== undefined) {
       const bytes = 4 * (out.pixelValues.data.length + out.pixelValuesAux.data.length + boxWeights.reduce((a, w) => a + w.data.length, 0));
       if (this.cachedBytes + bytes <= this.budget) {
@@ -222,6 +205,25 @@ export class FrozenVision {
   }
 
   private readonly inputCache = new Map<string, ImageInputs>();
+
+  /**
+   * The release's preprocessing of one image: pixel_values_aux (pad to square, resize, crop,
+   * normalise), pixel_values (the bilinear low-res view of it) and the pooling weights of its
+   * boxes after the box pipeline (k = 0 columns without detections).
+   */
+  private async prepare(image: RgbImage | (() => Promise<RgbImage>), detections: Detections | undefined, boxOptions: BoxOptions): Promise<ImageInputs> {
+    const img = typeof image === 'function' ? await image() : image;
+    const S = this.settings.imageSizeAux;
+    const pre = clipPreprocess(img, { size: S });
+    const aux: F32Tensor = { dims: [1, 3, S, S], data: pre.pixelValues };
+    const low = (await this.view.run({ pixel_values_aux: aux })).pixel_values!;
+    const boxes = detections ? prepareBoxes(detections, pre.geometry, boxOptions).boxes : new Float32Array(0);
+    const boxWeights = boxes.length
+      // the release divides by a literal 768, whatever image_size_aux is
+      ? boxPoolingWeights(boxes, this.stageSizes, { outputSize: this.settings.boxFeatSize, spatialScale: this.stageSizes[0]![0] / 768 })
+      : this.stageSizes.map(([h, w]) => ({ dims: [h * w, 0], data: new Float32Array(0) }));
+    return { pixelValues: { dims: low.dims.slice(1), data: low.data }, pixelValuesAux: { dims: [3, S, S], data: aux.data }, boxWeights };
+  }
 
   async release(): Promise<void> {
     await Promise.all([this.view.release(), this.encoder.release(), this.pool.release()]);
@@ -244,4 +246,9 @@ function encoderFingerprint(w: FrozenVisionWeights, settings: VisionSettings): s
     h.update(`\n${f}\n${st.size}\n${st.mtimeMs}`);
   }
   return h.digest('hex').slice(0, 16);
+}
+
+/** [...] -> [1, ...] (a view, no copy). */
+function batched(t: F32Tensor): F32Tensor {
+  return { dims: [1, ...t.dims], data: t.data };
 }

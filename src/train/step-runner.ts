@@ -19,7 +19,7 @@ import { QuantizedLinears } from '../model/llm/quantized.js';
 import { FrozenVision } from './frozen-features.js';
 import { encoderStores } from '../model/load-vision.js';
 import { BatchFeeds } from './batch.js';
-import { STEP_NAMES, StepGraphShapes, TrainableTensor, buildStepGraph } from './step-graph.js';
+import { STEP_NAMES, StepGraph, StepGraphShapes, TrainableTensor, buildStepGraph } from './step-graph.js';
 
 export interface TrainModel {
   files: ModelFiles;
@@ -86,6 +86,7 @@ export class StepRunner {
 
   /** Whether some vision encoder tensor learns: the step then takes pixels (FrozenVision.inputs), not features. */
   readonly encodersLearn: boolean;
+  private imageGraph?: StepGraph;
 
   constructor(
     private readonly model: TrainModel,
@@ -95,7 +96,9 @@ export class StepRunner {
   ) {
     const w = model.frozen.weights;
     this.encodersLearn = w.clip.keys().some((k) => wants(`visual_encoder.${k}`)) || w.convnext.keys().some((k) => wants(`visual_encoder_aux.${k}`));
-    this.trainable = this.build(true).trainable;
+    // The graph with images has every trainable tensor; it is kept for its session.
+    this.imageGraph = this.build(true);
+    this.trainable = this.imageGraph.trainable;
     if (this.trainable.length === 0) throw new InputError('nothing to train: no tensor matches the trainable modules');
   }
 
@@ -123,7 +126,9 @@ export class StepRunner {
     let s = this.sessions.get(withImages);
     if (!s) {
       s = (async () => {
-        const { graph, trainable } = this.build(withImages);
+        const built = withImages && this.imageGraph ? this.imageGraph : this.build(withImages);
+        if (withImages) this.imageGraph = undefined; // the session holds what it needs
+        const { graph, trainable } = built;
         // No memory pattern: its one planned block for all of a step's intermediates held ~0.35 GB
         // more per decoder layer at the 3.8B shape, and ran slower (measured; docs/training.md).
         return { session: await Session.fromGraph(graph, { threads: this.threads, memPattern: false }), trainable };

@@ -210,6 +210,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     let firstGradsSaved = false;
     const image = (s: TrainSample) => () => decodeImage(s.image!);
     let order: { epoch: number; ids: number[] } | undefined;
+    // Each image's cache key (a stat and its boxes as JSON) made once per run, not per epoch.
+    const keys = new Map<TrainSample, string>();
     for (let it = done; it < total; it++) {
       const tIt = performance.now();
       const epoch = Math.floor(it / perEpoch);
@@ -218,10 +220,11 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       const samples = order.ids.slice(pos, pos + batchSize).map((i) => data.samples[i]!);
       const items = [];
       for (const s of samples) {
-        const key = s.image ? imageKey(s) : '';
+        let key = keys.get(s);
+        if (key === undefined && s.image) keys.set(s, (key = imageKey(s)));
         if (!s.image) items.push({ inputIds: s.inputIds, labels: s.labels });
-        else if (runner.encodersLearn) items.push({ inputIds: s.inputIds, labels: s.labels, inputs: await model.frozen.inputs(image(s), s.detections, s.boxOptions, key) });
-        else items.push({ inputIds: s.inputIds, labels: s.labels, features: await model.frozen.features(image(s), s.detections, s.boxOptions, key) });
+        else if (runner.encodersLearn) items.push({ inputIds: s.inputIds, labels: s.labels, inputs: await model.frozen.inputs(image(s), s.detections, s.boxOptions, key!) });
+        else items.push({ inputIds: s.inputIds, labels: s.labels, features: await model.frozen.features(image(s), s.detections, s.boxOptions, key!) });
       }
       const feeds = batchFeeds(items, model.frozen.grid ** 2);
       const r = await runner.run(feeds, values);
