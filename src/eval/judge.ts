@@ -685,7 +685,8 @@ export interface JudgeRun {
   model: string;
 }
 
-interface CacheLine {
+/** One verdict line of a judge cache file. */
+export interface JudgeCacheLine {
   id: string | number;
   model: string;
   question: string;
@@ -701,11 +702,11 @@ function cacheKey(model: string, x: { id: string | number; question: string; ans
 }
 
 /** The verdict lines of a judge cache file (a missing file is empty). */
-export function readJudgeCache(path: string): CacheLine[] {
+export function readJudgeCache(path: string): JudgeCacheLine[] {
   if (!existsSync(path)) return [];
   const text = readFileSync(path, 'utf8');
   const lines = text.split('\n');
-  const out: CacheLine[] = [];
+  const out: JudgeCacheLine[] = [];
   for (let n = 0; n < lines.length; n++) {
     const line = lines[n]!.trim();
     if (line === '') continue;
@@ -717,13 +718,13 @@ export function readJudgeCache(path: string): CacheLine[] {
       if (last && !text.endsWith('\n')) continue; // torn by a killed run
       throw new InputError(`judge cache ${path}, line ${n + 1}: not JSON`, path);
     }
-    const o = x as Partial<CacheLine>;
+    const o = x as Partial<JudgeCacheLine>;
     const ok =
       typeof o === 'object' && o !== null && (typeof o.id === 'string' || typeof o.id === 'number') &&
       typeof o.model === 'string' && typeof o.question === 'string' && typeof o.answer === 'string' &&
       typeof o.prediction === 'string' && typeof o.reply === 'string' && typeof o.pred === 'string' && typeof o.score === 'number';
     if (!ok) throw new InputError(`judge cache ${path}, line ${n + 1}: not a verdict line`, path);
-    out.push(o as CacheLine);
+    out.push(o as JudgeCacheLine);
   }
   return out;
 }
@@ -769,7 +770,7 @@ export async function judgeItems(items: readonly JudgeItem[], options: JudgeOpti
     seen.add(k);
   }
 
-  const cached = new Map<string, CacheLine>();
+  const cached = new Map<string, JudgeCacheLine>();
   if (options.cache) for (const l of readJudgeCache(options.cache)) cached.set(cacheKey(l.model, l), l);
 
   const results: (JudgeResult | undefined)[] = new Array(items.length);
@@ -860,7 +861,7 @@ export async function judgeItems(items: readonly JudgeItem[], options: JudgeOpti
         const r = await judgeOne(i);
         if (!r) continue;
         if (r.ok && options.cache) {
-          const line: CacheLine = { id: r.id, model, question: r.question, answer: r.answer, prediction: r.prediction, reply: r.reply, pred: r.verdict.pred, score: r.verdict.score };
+          const line: JudgeCacheLine = { id: r.id, model, question: r.question, answer: r.answer, prediction: r.prediction, reply: r.reply, pred: r.verdict.pred, score: r.verdict.score };
           appendFileSync(options.cache, JSON.stringify(line) + '\n');
         }
         settle(i, r);
