@@ -1,7 +1,8 @@
-// The training box file as an index by sample id, shared by `mgllava train` (data.ts) and
-// `--export-xtuner` (export-xtuner.ts), which read the file each in their own way.
+// A release box file (a JSON list of {id, boxes, labels, scores}) as an index by id, shared by
+// `mgllava train` (data.ts), `--export-xtuner` and `mgllava eval` (one entry per item).
 
 import { InputError } from '../core/errors.js';
+import { parseBoxJson, type Detections } from './boxes.js';
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const show = (v: unknown): string => {
@@ -30,4 +31,21 @@ export function indexBoxEntries(doc: unknown, path: string): Map<string, unknown
     throw new InputError(`${path}: expected a JSON list of {id, boxes, labels, scores}`, path);
   }
   return index;
+}
+
+/**
+ * The entry `id` of the box file at `boxPath` as Detections, validated as parseBoxJson does;
+ * `what` names the user of the entry in messages (e.g. "sample 12", "row 12"). Without the entry,
+ * an InputError (the release fails with a KeyError).
+ */
+export function entryDetections(index: Map<string, unknown>, boxPath: string, id: string, what: string): Detections {
+  const entry = index.get(id);
+  if (entry === undefined) throw new InputError(`${boxPath}: ${what}: no box entry with this id`, boxPath);
+  try {
+    return parseBoxJson(JSON.stringify(entry), `${boxPath}: ${what}`);
+  } catch (e) {
+    // parseBoxJson's messages start with the name given; the subject is the box file.
+    if (e instanceof InputError) throw new InputError(e.message, boxPath);
+    throw e;
+  }
 }

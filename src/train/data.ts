@@ -16,11 +16,10 @@ import { statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { InputError } from '../core/errors.js';
 import { readTextFile } from '../preprocess/box-file.js';
-import { indexBoxEntries } from './box-index.js';
+import { entryDetections, indexBoxEntries } from '../preprocess/box-index.js';
 import {
   DEFAULT_BOX_LIMIT,
   DEFAULT_IOU_THRESHOLD,
-  parseBoxJson,
   releasePerLabel,
   type BoxOptions,
   type Detections,
@@ -166,18 +165,9 @@ function readTokenized(ids: unknown, labels: unknown, vocabSize: number | undefi
   return { inputIds: ids, labels };
 }
 
-/** The box entry for a sample as Detections, validated as parseBoxJson does. */
+/** The box entry for a sample as Detections (see entryDetections). */
 function sampleDetections(index: Map<string, unknown>, boxPath: string, id: string): Detections {
-  const entry = index.get(id);
-  // The release looks the entry up with json_data[id] and fails with a KeyError without one.
-  if (entry === undefined) throw new InputError(`${boxPath}: sample ${id}: no box entry with this id`, boxPath);
-  try {
-    return parseBoxJson(JSON.stringify(entry), `${boxPath}: sample ${id}`);
-  } catch (e) {
-    // parseBoxJson's messages start with the name given; the subject is the box file.
-    if (e instanceof InputError) throw new InputError(e.message, boxPath);
-    throw e;
-  }
+  return entryDetections(index, boxPath, id, `sample ${id}`);
 }
 
 /**

@@ -14,7 +14,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, rmdirSync, sta
 import { basename, dirname, join, resolve } from 'node:path';
 import { InputError } from '../core/errors.js';
 import { parseBoxJson } from '../preprocess/boxes.js';
-import { indexBoxEntries } from './box-index.js';
+import { indexBoxEntries } from '../preprocess/box-index.js';
 import { TEMPLATE_NAMES } from '../tokenizer/templates.js';
 
 export interface XtunerExportOptions {
