@@ -14,6 +14,7 @@ import { runDetect } from './detect.js';
 import { runTrain } from './train.js';
 import { runPullPreset } from './pull-preset.js';
 import { PRESETS } from '../hub/presets.js';
+import { BENCHMARKS } from '../eval/benchmarks.js';
 import { resolveModelFiles } from '../model/model-files.js';
 import { runPull } from './pull.js';
 import { runTokenize } from './tokenize.js';
@@ -117,6 +118,8 @@ export function buildProgram(): Command {
     .description('MG-LLaVA multimodal model on onnxruntime')
     .version(pkg.version)
     .showHelpAfterError(false)
+    // Needed for `eval` (options of its own and of its subcommands): a command's options come before its subcommand.
+    .enablePositionalOptions()
     // Commander's own errors (unknown option, missing argument) in the same one-line form.
     .configureOutput({ outputError: (str, write) => write(`mgllava: ${str.replace(/^error: /, '')}`) });
 
@@ -245,15 +248,55 @@ export function buildProgram(): Command {
       if (!repoId) throw new InputError('name a repository (e.g. openai/clip-vit-large-patch14-336) or a --preset', 'repo_id');
       return runPull(repoId, o);
     });
-  const evalCmd = program.command('eval').description('evaluation tools (VLMEvalKit-compatible scoring)');
+  const benchNames = BENCHMARKS.map((b) => b.name).join(', ');
+  const evalCmd = packedCacheOptions(modelOptions(program.command('eval')))
+    // eval's own options come before `score` / `merge`, whose --out and --json are theirs.
+    .enablePositionalOptions()
+    .description('run a benchmark on a local model or an OpenAI-compatible endpoint with the release\'s prompts, resumable and shardable, scored the VLMEvalKit way; `eval score` scores a predictions file, `eval merge` combines shards')
+    .option('--bench <name>', benchNames)
+    .option('--data <file...>', 'benchmark file: a VLMEvalKit TSV (base64 images), or the LLaVA jsonl question file(s) (POPE: its three files), or the video QA questions JSON')
+    .option('--images <dir>', 'folder of the images (or videos) the data file names')
+    .option('--answers <file>', 'answers for a jsonl or video data file: TextVQA_0.5.1_val.json, GQA testdev_balanced_questions.json, the video QA answers JSON')
+    .option('--boxes <file>', 'the release\'s box JSON for this benchmark: a list of {id, boxes, labels, scores}, id = the item\'s index / question_id (default: the model\'s detector, its boxes kept in the run folder)')
+    .option('--no-boxes', 'no boxes at all (not the release\'s setting)')
+    .option('--detector <dir>', 'OWLv2 folder for items without --boxes (default: mgllava_config.json "detector")')
+    .option('--endpoint <url>', 'evaluate an OpenAI-compatible chat-completions server instead of a local model (e.g. http://127.0.0.1:8000/v1)')
+    .option('--endpoint-model <name>', 'the model name to request (default: the first the server lists)')
+    .option('--api-key-env <var>', 'environment variable with the endpoint\'s API key', 'OPENAI_API_KEY')
+    .option('--concurrency <n>', 'requests in flight at once (endpoint)', positiveInt, 4)
+    .option('--out <dir>', 'run folder: run.json, predictions.jsonl (appended as items are answered; a rerun continues), predictions TSV, scores')
+    .option('--limit <n>', 'only the first n items (of the shard)', positiveInt)
+    .option('--shard <i/n>', 'answer shard i of n (1-based; contiguous blocks), for n processes or machines; then eval merge')
+    .addOption(new Option('--prompt-style <style>', 'release: the release\'s prompts; vlmevalkit: VLMEvalKit\'s default prompts').choices(['release', 'vlmevalkit']).default('release'))
+    .option('--max-new-tokens <n>', 'answer length limit (the release evaluates with 100)', positiveInt, 100)
+    .addOption(new Option('--max-pixels <n>', 'refuse images with more pixels than this').argParser(positiveInt).default(100_000_000))
+    .option('--template <name>', 'prompt template (default: the model config\'s)')
+    .option('--json', 'print one JSON object {bench, dataset, out, total, made, resumed, predictions, overall, table, files}')
+    .option('-q, --quiet', 'no progress on stderr')
+    .action(async (o) => {
+      if (!o.bench) throw new InputError(`give --bench NAME (${benchNames}), or a subcommand: score, merge`, '--bench');
+      if (!o.data) throw new InputError('give --data FILE', '--data');
+      if (!o.out) throw new InputError('give --out RUN_DIR (the run folder; a rerun with it continues)', '--out');
+      const anyModel = o.model || o.checkpoint || o.llm || o.visualEncoder || o.visualEncoderAux;
+      return (await import('./eval.js')).runEvalRun({ ...o, model: o.endpoint || anyModel ? o.model : BUNDLED_MODEL });
+    });
   evalCmd.command('score')
     .description('score a predictions TSV (benchmark columns but image, plus prediction) against its benchmark TSV, the VLMEvalKit way')
-    .requiredOption('--bench <name>', 'mmbench, mmbench_cn, seed, mmstar, ai2d, sqa, pope, textvqa, docvqa, chartqa, gqa')
+    .requiredOption('--bench <name>', benchNames)
     .requiredOption('--data <file>', 'benchmark TSV (VLMEvalKit format)')
     .requiredOption('--predictions <file>', 'predictions TSV, rows matched by index')
-    .option('--out <dir>', 'write <dataset>_acc.csv / _score.csv, <dataset>_results.tsv and summary.json here')
+    .option('--out <dir>', 'write <dataset>_acc.csv / _score.csv, <dataset>_results.tsv, summary.json and summary.md here')
     .option('--json', 'print one JSON object {bench, dataset, overall, table, items}')
     .action(async (o) => (await import('./eval.js')).runEvalScore(o));
+  evalCmd.command('merge')
+    .description('combine the predictions of eval runs (the shards of one run) and score them as one')
+    .argument('<run_dir...>', 'run folders of the same benchmark, data, model and settings')
+    .option('--out <dir>', 'folder for the merged predictions and scores (default: the first RUN_DIR + ".merged")')
+    .option('--data <file...>', 'where the data files are now, if not where the runs read them')
+    .option('--images <dir>', 'where the image folder is now')
+    .option('--answers <file>', 'where the answers file is now')
+    .option('--json', 'print one JSON object')
+    .action(async (runs: string[], o) => (await import('./eval.js')).runEvalMerge(runs, o));
   return program;
 }
 

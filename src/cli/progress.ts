@@ -87,7 +87,7 @@ export class ProgressBar {
       const tenth = Math.floor((done / total) * 10);
       if (tenth > this.lastTenth) {
         this.lastTenth = tenth;
-        this.out.write(`${this.label}: ${tenth * 10}% (${done}/${total}, ${this.secs()} s)\n`);
+        this.out.write(`${this.label}: ${tenth * 10}% (${done}/${total}, ${this.secs()} s${item ? `, ${item}` : ''})\n`);
       }
     }
   }

@@ -1,13 +1,14 @@
 // `mgllava eval score`: a benchmark TSV and a predictions TSV (every benchmark column but
 // `image`, plus `prediction`, rows matched by `index`) scored the VLMEvalKit way.
 
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { InputError } from '../core/errors.js';
-import { benchmarkFor, type Benchmark } from './benchmarks.js';
+import { tsvScoredBenchmark, type Benchmark } from './benchmarks.js';
 import { mcqResultColumns, scoreMcqCircular, scoreMcqVanilla } from './mcq.js';
 import { evaluatePope } from './pope.js';
-import { formatTsvQuoteAll, pyFloatRepr, pyStr, readTsv, type Cell, type ColumnKind, type TsvTable } from './tsv.js';
+import { loadTsvFile } from './tsv-set.js';
+import { formatTsvQuoteAll, pyFloatRepr, pyStr, type Cell, type ColumnKind, type TsvTable } from './tsv.js';
 import { evaluateVqa, type VqaInputRow } from './vqa.js';
 
 export interface ScoreTable {
@@ -39,6 +40,7 @@ export interface ScoreFiles {
   score: string;
   results: string;
   summary: string;
+  markdown: string;
 }
 
 interface Scored extends ScoreResult {
@@ -46,17 +48,6 @@ interface Scored extends ScoreResult {
   resultColumns: string[];
   resultRows: Cell[][];
   resultKinds: ColumnKind[];
-}
-
-function load(path: string, what: string): TsvTable {
-  if (!existsSync(path)) throw new InputError(`${what} file not found: ${path}`, path);
-  let t: TsvTable;
-  try {
-    t = readTsv(path);
-  } catch (e) {
-    throw new InputError(`cannot read ${what} TSV ${path}: ${(e as Error).message}`, path);
-  }
-  return t;
 }
 
 function need(t: TsvTable, cols: string[], what: string, path: string): void {
@@ -170,23 +161,39 @@ export interface ScoreOptions {
   out?: string;
 }
 
-/** Read, score and (with `out`) write the files. */
-export function scoreBenchmark(o: ScoreOptions): ScoreResult & { files?: ScoreFiles } {
-  const bench = benchmarkFor(o.bench);
-  const data = load(o.data, 'data');
-  const pred = load(o.predictions, 'predictions');
-  const s = scoreTables(bench, data, pred, { data: o.data, predictions: o.predictions });
+/** A Markdown table of the score table (numbers as VLMEvalKit's units, 4 decimals). */
+export function markdownTable(t: ScoreTable): string {
+  const fmt = (v: string | number | undefined): string => (typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(4)) : (v ?? ''));
+  const esc = (s: string): string => s.replace(/\|/g, '\\|');
+  const lines = [`| ${t.columns.map(esc).join(' | ')} |`, `|${t.columns.map(() => ' --- |').join('')}`];
+  for (const r of t.rows) lines.push(`| ${t.columns.map((c) => esc(fmt(r[c]))).join(' | ')} |`);
+  return lines.join('\n') + '\n';
+}
+
+/** Score `pred` against `data` and (with `out`) write the score file, the results TSV, summary.json and summary.md. */
+export function scoreAndWrite(bench: Benchmark, data: TsvTable, pred: TsvTable, paths: { data: string; predictions: string }, out?: string, extra: Record<string, unknown> = {}): ScoreResult & { files?: ScoreFiles } {
+  const s = scoreTables(bench, data, pred, paths);
   const result: ScoreResult = { bench: s.bench, dataset: s.dataset, overall: s.overall, table: s.table, items: s.items };
-  if (!o.out) return result;
-  mkdirSync(o.out, { recursive: true });
+  if (!out) return result;
+  mkdirSync(out, { recursive: true });
   const mcq = bench.route.startsWith('mcq');
   const files: ScoreFiles = {
-    score: join(o.out, `${bench.dataset}_${mcq ? 'acc' : 'score'}.csv`),
-    results: join(o.out, `${bench.dataset}_results.tsv`),
-    summary: join(o.out, 'summary.json'),
+    score: join(out, `${bench.dataset}_${mcq ? 'acc' : 'score'}.csv`),
+    results: join(out, `${bench.dataset}_results.tsv`),
+    summary: join(out, 'summary.json'),
+    markdown: join(out, 'summary.md'),
   };
   writeFileSync(files.score, csvQuoteAll(s.table));
   writeFileSync(files.results, formatTsvQuoteAll(s.resultColumns, s.resultRows, s.resultKinds));
-  writeFileSync(files.summary, JSON.stringify({ ...result, data: o.data, predictions: o.predictions, files }, null, 2) + '\n');
+  writeFileSync(files.summary, JSON.stringify({ ...result, data: paths.data, predictions: paths.predictions, ...extra, files }, null, 2) + '\n');
+  writeFileSync(files.markdown, `# ${bench.name} (${bench.dataset})\n\n${markdownTable(s.table)}`);
   return { ...result, files };
+}
+
+/** Read, score and (with `out`) write the files. */
+export function scoreBenchmark(o: ScoreOptions): ScoreResult & { files?: ScoreFiles } {
+  const bench = tsvScoredBenchmark(o.bench);
+  const data = loadTsvFile(o.data, 'data');
+  const pred = loadTsvFile(o.predictions, 'predictions');
+  return scoreAndWrite(bench, data, pred, { data: o.data, predictions: o.predictions }, o.out);
 }

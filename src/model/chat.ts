@@ -41,7 +41,7 @@ export interface ChatResult extends GenerationResult {
   timings: ChatTimings;
 }
 
-/** Streams generated tokens; `result` settles when generation ends (it drives the stream if nobody iterates). */
+/** Streams generated tokens; `result` settles when generation ends (iterate it, or call complete() to run it to the end). */
 export class ChatStream implements AsyncIterable<GeneratedToken> {
   private started = false;
   private resolve!: (r: ChatResult) => void;

@@ -101,7 +101,7 @@ test('eval score: unknown bench, unscored bench and missing file are one-line er
   const data = join(EVAL, 'gqa.tsv');
   const pred = join(EVAL, 'gqa_pred.tsv');
   assertOneLineError(await mgllava(['eval', 'score', '--bench', 'nosuch', '--data', data, '--predictions', pred]), /unknown benchmark.*mmbench.*gqa/);
-  assertOneLineError(await mgllava(['eval', 'score', '--bench', 'mme', '--data', data, '--predictions', pred]), /not scored yet/);
+  assertOneLineError(await mgllava(['eval', 'score', '--bench', 'vqav2', '--data', data, '--predictions', pred]), /vqav2 is not scored from a predictions TSV/);
   assertOneLineError(await mgllava(['eval', 'score', '--bench', 'gqa', '--data', join(EVAL, 'missing.tsv'), '--predictions', pred]), /not found.*missing\.tsv/);
   assertOneLineError(await mgllava(['eval', 'score', '--bench', 'gqa', '--data', data, '--predictions', join(EVAL, 'missing_pred.tsv')]), /not found/);
 });

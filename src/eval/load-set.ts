@@ -1,0 +1,35 @@
+// The benchmark's items from the files the user has: a VLMEvalKit TSV (`.tsv`), or the LLaVA
+// jsonl files the release uses (TextVQA, GQA, POPE, VQAv2), or the release's video QA files.
+
+import { extname } from 'node:path';
+import { InputError } from '../core/errors.js';
+import type { Benchmark } from './benchmarks.js';
+import type { EvalSet } from './dataset.js';
+import { readTsvSet } from './tsv-set.js';
+
+export interface SetInputs {
+  /** the data file(s): one TSV; or the jsonl question file(s); or the video questions JSON */
+  data: string[];
+  /** image (or video) folder for files that name their pictures */
+  images?: string;
+  /** TextVQA annotations, GQA answers, or video answers */
+  answers?: string;
+}
+
+export interface LoadedSet {
+  set: EvalSet;
+  /** the questions are complete prompts (LLaVA jsonl) */
+  fromJsonl: boolean;
+}
+
+export function loadEvalSet(bench: Benchmark, i: SetInputs): LoadedSet {
+  if (i.data.length === 0) throw new InputError('give --data FILE', '--data');
+  const first = i.data[0]!;
+  const ext = extname(first).toLowerCase();
+  if (ext === '.tsv') {
+    if (i.data.length > 1) throw new InputError(`give one --data TSV (got ${i.data.length})`, '--data');
+    if (i.answers) throw new InputError('--answers goes with LLaVA jsonl and video QA files; a TSV holds its answers', '--answers');
+    return { set: readTsvSet(first, bench, { images: i.images }), fromJsonl: false };
+  }
+  throw new InputError(`--data ${first}: ${bench.name} is read from a VLMEvalKit .tsv file here`, '--data');
+}

@@ -1,0 +1,166 @@
+// `mgllava eval` as a library call: read the benchmark, open (or continue) the run folder, answer
+// the items of this shard that are not done, then write the predictions TSV VLMEvalKit users know
+// and, for a whole (unsharded) run, score it exactly as `eval score` does.
+
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { InputError } from '../core/errors.js';
+import type { ModelSpec } from '../model/model-files.js';
+import { indexBoxEntries } from '../preprocess/box-index.js';
+import { EndpointAnswerer } from './answer-endpoint.js';
+import { LocalAnswerer, localModelIdentity, type BoxSource } from './answer-local.js';
+import { benchmarkFor, NOT_SCORED_FROM_TSV, type Benchmark } from './benchmarks.js';
+import type { EvalSet } from './dataset.js';
+import { loadEvalSet, type SetInputs } from './load-set.js';
+import type { PromptStyle } from './prompts.js';
+import { dataFileId, fileSha256, RunDir, shardRows, type PredictionRecord, type RunIdentity, type Shard } from './run-dir.js';
+import { runItems, type Answerer, type RunProgress } from './runner.js';
+import { scoreAndWrite, type ScoreFiles, type ScoreResult } from './score.js';
+import { formatTsvQuoteAll, parseTsv, type Cell, type ColumnKind } from './tsv.js';
+
+export const DEFAULT_EVAL_MAX_NEW_TOKENS = 100;
+
+export type EvalTarget =
+  | { kind: 'local'; spec: ModelSpec; threads?: number; template?: string; packedCache?: string | false }
+  | { kind: 'endpoint'; url: string; model?: string; apiKey?: string; concurrency: number };
+
+export interface EvalRunOptions extends SetInputs {
+  bench: string;
+  out: string;
+  target: EvalTarget;
+  /** the release's box file for this benchmark */
+  boxes?: string;
+  /** no boxes at all (the object branch sees one empty box) */
+  noBoxes?: boolean;
+  limit?: number;
+  shard?: Shard | null;
+  style: PromptStyle;
+  maxNewTokens?: number;
+  maxPixels?: number;
+  onProgress?: (p: RunProgress) => void;
+  onNote?: (m: string) => void;
+  /** called once the model is loaded (or found unneeded) */
+  onReady?: (what: string) => void;
+}
+
+export interface EvalRunResult {
+  bench: string;
+  dataset: string;
+  out: string;
+  /** items in this run (its shard, after --limit) */
+  total: number;
+  made: number;
+  resumed: number;
+  predictions: string;
+  /** the score of a whole run (null: sharded, or no answers to score with) */
+  score: (ScoreResult & { files?: ScoreFiles }) | null;
+  /** why there is no score */
+  note?: string;
+}
+
+function readBoxSource(o: EvalRunOptions, set: EvalSet, rows: readonly number[]): { source: BoxSource; id: Promise<string> } {
+  if (o.boxes && o.noBoxes) throw new InputError('give --boxes FILE or --no-boxes, not both', '--boxes');
+  if (o.noBoxes) return { source: { kind: 'none' }, id: Promise.resolve('none') };
+  if (!o.boxes) {
+    if (o.target.kind === 'endpoint') return { source: { kind: 'none' }, id: Promise.resolve('the endpoint\'s own') };
+    return { source: { kind: 'detector' }, id: Promise.resolve('detector') };
+  }
+  const path = resolve(o.boxes);
+  let doc: unknown;
+  try {
+    doc = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new InputError(`--boxes ${o.boxes}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : `not valid JSON (${(e as Error).message})`}`, '--boxes');
+  }
+  const index = indexBoxEntries(doc, o.boxes);
+  for (const r of rows) {
+    const keys = set.boxKeys(r);
+    if (!keys.some((k) => index.has(k))) throw new InputError(`${o.boxes}: no box entry for row ${keys[0]} (entries are matched by the item's index / question_id)`, '--boxes');
+  }
+  if (o.target.kind === 'endpoint') throw new InputError('--boxes is for a local model; an endpoint finds its own boxes', '--boxes');
+  return { source: { kind: 'file', path: o.boxes, index }, id: fileSha256(path).then((h) => `file sha256:${h}`) };
+}
+
+/** Predictions TSV: every data column but `image`, plus `prediction`, rows in data order. */
+export function predictionsTsv(set: EvalSet, done: ReadonlyMap<string, PredictionRecord>): string {
+  const t = set.table;
+  const keep = t.columns.map((c, j) => (c === 'image' ? -1 : j)).filter((j) => j >= 0);
+  const columns = [...keep.map((j) => t.columns[j]!), 'prediction'];
+  const kinds: ColumnKind[] = [...keep.map((j) => t.kinds[j]!), 'str'];
+  const rows: Cell[][] = [];
+  for (let r = 0; r < t.length; r++) {
+    const p = done.get(t.str(r, 'index'));
+    if (p) rows.push([...keep.map((j) => t.data[r]![j]!), p.prediction]);
+  }
+  return formatTsvQuoteAll(columns, rows, kinds);
+}
+
+/** Write `text` to `path` through a temporary file (never half-written). */
+export function writeAtomic(path: string, text: string): void {
+  writeFileSync(`${path}.tmp`, text);
+  renameSync(`${path}.tmp`, path);
+}
+
+/** Write the predictions file of `done` into `out` and score it when it can be. */
+export function finishPredictions(bench: Benchmark, set: EvalSet, done: ReadonlyMap<string, PredictionRecord>, out: string, sharded: boolean, extra: Record<string, unknown> = {}): Pick<EvalRunResult, 'predictions' | 'score' | 'note'> {
+  const predictions = join(out, `${bench.dataset}_predictions.tsv`);
+  const text = predictionsTsv(set, done);
+  writeAtomic(predictions, text);
+  if (sharded) return { predictions, score: null, note: 'a shard: merge the shards (mgllava eval merge) to score them' };
+  if (done.size === 0) return { predictions, score: null, note: 'no predictions yet' };
+  if (NOT_SCORED_FROM_TSV.includes(bench.route)) return { predictions, score: null, note: `${bench.name} is not scored here yet` };
+  if (!set.table.has('answer')) return { predictions, score: null, note: 'the data has no answers to score with' };
+  // Scored from the file as written, read back the pandas way (as VLMEvalKit scores its own dump).
+  const score = scoreAndWrite(bench, set.table, parseTsv(text), { data: set.files[0]!, predictions }, out, extra);
+  return { predictions, score };
+}
+
+export async function runEval(o: EvalRunOptions): Promise<EvalRunResult> {
+  const bench = benchmarkFor(o.bench);
+  const maxNewTokens = o.maxNewTokens ?? DEFAULT_EVAL_MAX_NEW_TOKENS;
+  const { set, fromJsonl } = loadEvalSet(bench, o);
+  let rows = shardRows(set.table.length, o.shard ?? null);
+  if (o.limit !== undefined) rows = rows.slice(0, o.limit);
+  const boxes = readBoxSource(o, set, rows);
+
+  let answerer: Answerer | undefined;
+  let modelId: string;
+  if (o.target.kind === 'endpoint') {
+    answerer = await EndpointAnswerer.connect({ ...o.target, maxNewTokens });
+    modelId = answerer.identity;
+  } else {
+    modelId = localModelIdentity(o.target.spec, o.target.template);
+  }
+  const identity: RunIdentity = {
+    bench: bench.name,
+    dataset: bench.dataset,
+    data: await Promise.all([...o.data, ...(o.answers ? [o.answers] : [])].map(dataFileId)),
+    model: modelId,
+    promptStyle: o.style,
+    maxNewTokens,
+    boxes: await boxes.id,
+    shard: o.shard && o.shard.n > 1 ? o.shard : null,
+  };
+  const run = RunDir.open(o.out, identity, { data: o.data.map((d) => resolve(d)), images: o.images ? resolve(o.images) : null, answers: o.answers ? resolve(o.answers) : null });
+  try {
+    const todo = rows.filter((r) => !run.done.has(set.table.str(r, 'index'))).length;
+    let result = { made: 0, resumed: rows.length };
+    if (todo > 0) {
+      if (!answerer && o.target.kind === 'local') {
+        answerer = await LocalAnswerer.load({ ...o.target, boxes: boxes.source, boxLimit: bench.boxLimit, maxNewTokens, runDir: o.out, maxPixels: o.maxPixels, onNote: o.onNote });
+      }
+      o.onReady?.(`${todo} of ${rows.length} items to answer`);
+      result = await runItems({ bench, set, style: o.style, fromJsonl, run, answerer: answerer!, rows, onProgress: o.onProgress });
+    } else {
+      o.onReady?.(`all ${rows.length} items are done`);
+    }
+    const keys = new Set(rows.map((r) => set.table.str(r, 'index')));
+    const inRun = new Map([...run.done].filter(([k]) => keys.has(k)));
+    const fin = finishPredictions(bench, set, inRun, o.out, identity.shard !== null, { identity });
+    return { bench: bench.name, dataset: bench.dataset, out: o.out, total: rows.length, ...result, ...fin };
+  } finally {
+    run.close();
+    await answerer?.close();
+  }
+}
