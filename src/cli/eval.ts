@@ -8,15 +8,24 @@ import { mergeRuns } from '../eval/merge.js';
 import { PROMPT_STYLES, type PromptStyle } from '../eval/prompts.js';
 import { parseShard } from '../eval/run-dir.js';
 import { runEval, type EvalTarget } from '../eval/run.js';
-import { scoreBenchmark, type ScoreResult } from '../eval/score.js';
+import { scoreBenchmark, type ScoreFiles, type ScoreResult } from '../eval/score.js';
+import { readVideoPredictions, scoreVideoQa } from '../eval/score-video.js';
+import { benchmarkFor } from '../eval/benchmarks.js';
+import { loadEvalSet } from '../eval/load-set.js';
 import { noteOnStderr, Progress } from './progress.js';
 
 export interface EvalScoreOptions {
   bench: string;
   data: string;
   predictions: string;
+  answers?: string;
   out?: string;
   json?: boolean;
+  judgeUrl?: string;
+  judgeModel?: string;
+  judgeKeyEnv?: string;
+  concurrency?: number;
+  quiet?: boolean;
 }
 
 type Write = (s: string) => void;
@@ -35,8 +44,28 @@ function scoreText(r: ScoreResult): string {
   return `${r.bench} (${r.dataset}): overall ${fmt(r.overall)} over ${r.items.length} items\n${lines.join('\n')}\n`;
 }
 
-export function runEvalScore(o: EvalScoreOptions, write: Write = stdout): void {
-  const r = scoreBenchmark({ bench: o.bench, data: resolve(o.data), predictions: resolve(o.predictions), out: o.out ? resolve(o.out) : undefined });
+/** Video QA: the judge protocol through --judge-url, else the labelled exact-match fallback. */
+async function scoreVideo(o: EvalScoreOptions): Promise<ScoreResult & { files?: ScoreFiles }> {
+  const bench = benchmarkFor(o.bench);
+  const { set } = loadEvalSet(bench, { data: [resolve(o.data)], answers: o.answers && resolve(o.answers) });
+  const predictions = resolve(o.predictions);
+  const bar = new Progress(!o.quiet && !o.json && Boolean(o.judgeUrl)).bar('judging');
+  const r = await scoreVideoQa(bench, set, readVideoPredictions(predictions), {
+    judge: o.judgeUrl ? { url: o.judgeUrl, model: o.judgeModel, apiKeyEnv: o.judgeKeyEnv, concurrency: o.concurrency } : undefined,
+    out: o.out && resolve(o.out),
+    predictionsPath: predictions,
+    onJudged: (done, total) => bar.update(done, total),
+  });
+  bar.end(true);
+  return r;
+}
+
+export async function runEvalScore(o: EvalScoreOptions, write: Write = stdout): Promise<void> {
+  const video = benchmarkFor(o.bench).route === 'video_qa';
+  if (!video && (o.judgeUrl || o.answers)) throw new InputError(`--judge-url and --answers go with the video QA benchmarks (msvd_qa, msrvtt_qa)`, o.judgeUrl ? '--judge-url' : '--answers');
+  const r = video
+    ? await scoreVideo(o)
+    : scoreBenchmark({ bench: o.bench, data: resolve(o.data), predictions: resolve(o.predictions), out: o.out ? resolve(o.out) : undefined });
   if (o.json) {
     write(JSON.stringify(r) + '\n');
     return;
