@@ -46,7 +46,7 @@ export const BENCHMARKS: readonly Benchmark[] = [
 ];
 
 /** Routes `eval score` cannot score from a data TSV and a predictions TSV alone. */
-export const NOT_SCORED_FROM_TSV: readonly ScoreRoute[] = ['vqav2', 'mme', 'video_qa'];
+export const NOT_SCORED_FROM_TSV: readonly ScoreRoute[] = ['vqav2', 'video_qa'];
 
 const names = (): string => BENCHMARKS.map((x) => x.name).join(', ');
 

@@ -7,6 +7,7 @@ import type { Benchmark } from './benchmarks.js';
 import type { EvalSet } from './dataset.js';
 import { readTsvSet } from './tsv-set.js';
 import { readVideoQa } from './video-qa.js';
+import { readGqaJsonl, readPopeJsonl, readTextVqaJsonl, readVqav2Jsonl } from './llava-jsonl.js';
 
 export interface SetInputs {
   /** the data file(s): one TSV; or the jsonl question file(s); or the video questions JSON */
@@ -34,8 +35,27 @@ export function loadEvalSet(bench: Benchmark, i: SetInputs): LoadedSet {
   }
   if (ext === '.tsv') {
     if (i.data.length > 1) throw new InputError(`give one --data TSV (got ${i.data.length})`, '--data');
-    if (i.answers) throw new InputError('--answers goes with LLaVA jsonl and video QA files; a TSV holds its answers', '--answers');
+    if (i.answers && bench.route !== 'vqav2') throw new InputError('--answers goes with LLaVA jsonl and video QA files; a TSV holds its answers', '--answers');
     return { set: readTsvSet(first, bench, { images: i.images }), fromJsonl: false };
   }
-  throw new InputError(`--data ${first}: ${bench.name} is read from a VLMEvalKit .tsv file here`, '--data');
+  if (ext === '.jsonl' || ext === '.json') {
+    const images = i.images ?? dirname(first);
+    const one = (): string => {
+      if (i.data.length > 1) throw new InputError(`give one --data jsonl file for ${bench.name} (got ${i.data.length})`, '--data');
+      return first;
+    };
+    switch (bench.name) {
+      case 'textvqa':
+        return { set: readTextVqaJsonl(one(), { images, annotations: i.answers }), fromJsonl: true };
+      case 'gqa':
+        return { set: readGqaJsonl(one(), { images, answers: i.answers }), fromJsonl: true };
+      case 'pope':
+        if (i.answers) throw new InputError('POPE jsonl files hold their labels; --answers is not used', '--answers');
+        return { set: readPopeJsonl(i.data, { images }), fromJsonl: true };
+      case 'vqav2':
+        // --answers: the full test split (llava_vqav2_mscoco_test2015.jsonl) for the upload file.
+        return { set: readVqav2Jsonl(one(), { images }), fromJsonl: true };
+    }
+  }
+  throw new InputError(`--data ${first}: ${bench.name} is read from a VLMEvalKit .tsv file${['textvqa', 'gqa', 'pope', 'vqav2'].includes(bench.name) ? ' or the LLaVA .jsonl question file' : ''}`, '--data');
 }

@@ -75,6 +75,6 @@ export async function mergeRuns(o: MergeOptions): Promise<MergeResult> {
   for (const k of merged.keys()) if (!keys.has(k)) throw new InputError(`prediction for index ${k} is not in the data ${inputs.data.join(', ')}`, from.get(k)!);
 
   mkdirSync(o.out, { recursive: true });
-  const fin = finishPredictions(bench, set, merged, o.out, false, { merged_from: o.runs });
+  const fin = finishPredictions(bench, set, merged, o.out, false, { merged_from: o.runs }, bench.route === 'vqav2' ? inputs.answers : undefined);
   return { bench: bench.name, dataset: bench.dataset, out: o.out, total: set.table.length, merged: merged.size, shards: [...seenShard.keys()].sort(), ...fin };
 }

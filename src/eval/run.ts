@@ -17,6 +17,7 @@ import { dataFileId, fileSha256, RunDir, shardRows, type PredictionRecord, type 
 import { runItems, type Answerer, type RunProgress } from './runner.js';
 import { scoreAndWrite, type ScoreFiles, type ScoreResult } from './score.js';
 import { formatTsvQuoteAll, parseTsv, type Cell, type ColumnKind } from './tsv.js';
+import { formatVqav2Upload, readVqav2TestSplit, vqav2UploadFile } from './vqav2.js';
 
 export const DEFAULT_EVAL_MAX_NEW_TOKENS = 100;
 
@@ -103,16 +104,25 @@ export function writeAtomic(path: string, text: string): void {
 }
 
 /** Write the predictions file of `done` into `out` and score it when it can be. */
-export function finishPredictions(bench: Benchmark, set: EvalSet, done: ReadonlyMap<string, PredictionRecord>, out: string, sharded: boolean, extra: Record<string, unknown> = {}): Pick<EvalRunResult, 'predictions' | 'score' | 'note'> {
+export function finishPredictions(bench: Benchmark, set: EvalSet, done: ReadonlyMap<string, PredictionRecord>, out: string, sharded: boolean, extra: Record<string, unknown> = {}, testSplit?: string): Pick<EvalRunResult, 'predictions' | 'score' | 'note'> {
   const predictions = join(out, `${bench.dataset}_predictions.tsv`);
   const text = predictionsTsv(set, done);
   writeAtomic(predictions, text);
   if (sharded) return { predictions, score: null, note: 'a shard: merge the shards (mgllava eval merge) to score them' };
   if (done.size === 0) return { predictions, score: null, note: 'no predictions yet' };
+  if (bench.route === 'vqav2') {
+    // The EvalAI upload file over the whole test split (the questions file when none is given).
+    const ids = testSplit ? readVqav2TestSplit(testSplit) : Array.from({ length: set.table.length }, (_, r) => set.table.get(r, 'index') as number | string);
+    const upload = join(out, `${bench.dataset}_upload.json`);
+    writeAtomic(upload, formatVqav2Upload(vqav2UploadFile(ids, new Map([...done].map(([k, p]) => [k, p.prediction])))));
+    return { predictions, score: null, note: `VQAv2 test-dev is scored by the EvalAI server: upload ${upload}` };
+  }
   if (NOT_SCORED_FROM_TSV.includes(bench.route)) return { predictions, score: null, note: `${bench.name} is not scored here yet` };
   if (!set.table.has('answer')) return { predictions, score: null, note: 'the data has no answers to score with' };
   // Scored from the file as written, read back the pandas way (as VLMEvalKit scores its own dump).
-  const score = scoreAndWrite(bench, set.table, parseTsv(text), { data: set.files[0]!, predictions }, out, extra);
+  // An index held as text (ids with leading zeros) stays text.
+  const pred = parseTsv(text, set.table.kind('index') === 'str' ? ['index'] : []);
+  const score = scoreAndWrite(bench, set.table, pred, { data: set.files[0]!, predictions }, out, extra);
   return { predictions, score };
 }
 
@@ -157,7 +167,7 @@ export async function runEval(o: EvalRunOptions): Promise<EvalRunResult> {
     }
     const keys = new Set(rows.map((r) => set.table.str(r, 'index')));
     const inRun = new Map([...run.done].filter(([k]) => keys.has(k)));
-    const fin = finishPredictions(bench, set, inRun, o.out, identity.shard !== null, { identity });
+    const fin = finishPredictions(bench, set, inRun, o.out, identity.shard !== null, { identity }, bench.route === 'vqav2' ? o.answers : undefined);
     return { bench: bench.name, dataset: bench.dataset, out: o.out, total: rows.length, ...result, ...fin };
   } finally {
     run.close();

@@ -7,6 +7,7 @@ import { InputError } from '../core/errors.js';
 import { tsvScoredBenchmark, type Benchmark } from './benchmarks.js';
 import { mcqResultColumns, scoreMcqCircular, scoreMcqVanilla } from './mcq.js';
 import { evaluatePope } from './pope.js';
+import { evaluateMme } from './mme.js';
 import { loadTsvFile } from './tsv-set.js';
 import { formatTsvQuoteAll, pyFloatRepr, pyStr, type Cell, type ColumnKind, type TsvTable } from './tsv.js';
 import { evaluateVqa, type VqaInputRow } from './vqa.js';
@@ -127,6 +128,23 @@ export function scoreTables(bench: Benchmark, data: TsvTable, pred: TsvTable, pa
     const table: ScoreTable = { columns: [...ev.rating.columns], rows: ev.rating.rows.map((x) => ({ ...x })) };
     return {
       ...base, overall: ev.rating.rows[0]!.Overall, table, items,
+      resultColumns: [...predCols, 'extracted', 'score'], resultRows: rows, resultKinds: [...predKinds, 'str', 'bool'],
+    };
+  }
+
+  if (bench.route === 'mme') {
+    need(data, ['category', 'image_path'], 'data', paths.data);
+    const input = Array.from({ length: pred.length }, (_, r) => {
+      const d = dataRow.get(keyOf(pred, r))!;
+      return { index: idx(r), category: data.str(d, 'category'), image_path: cellStr(data, d, 'image_path'), answer: answerOf(r), prediction: pred.str(r, 'prediction') };
+    });
+    // A subset (--limit, a missing category) is rated as far as it goes (VLMEvalKit fails on it).
+    const ev = evaluateMme(input, { partial: true });
+    const items = ev.rows.map((x) => ({ index: x.index, prediction: x.prediction, extracted: x.extracted, score: x.score ? 1 : 0 }));
+    const rows = ev.rows.map((x, r) => [...rowCells(r), x.extracted, x.score]);
+    const table: ScoreTable = { columns: [...ev.rating.columns], rows: ev.rating.rows.map((x) => ({ ...x })) };
+    return {
+      ...base, overall: ev.rating.perception, table, items,
       resultColumns: [...predCols, 'extracted', 'score'], resultRows: rows, resultKinds: [...predKinds, 'str', 'bool'],
     };
   }

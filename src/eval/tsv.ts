@@ -163,8 +163,11 @@ function convert(v: string, kind: ColumnKind): Cell {
   }
 }
 
-/** Parse TSV text as `pandas.read_csv(text, sep='\t')` would (the first record is the header). */
-export function parseTsv(text: string): TsvTable {
+/**
+ * Parse TSV text as `pandas.read_csv(text, sep='\t')` would (the first record is the header).
+ * `textColumns` are kept as text (`dtype=str`), e.g. an index with leading zeros.
+ */
+export function parseTsv(text: string, textColumns: readonly string[] = []): TsvTable {
   const recs = parseTsvRecords(text);
   if (recs.length === 0) return new TsvTable([], [], []);
   const columns = recs[0]!.fields.slice();
@@ -192,7 +195,7 @@ export function parseTsv(text: string): TsvTable {
       if (PANDAS_NA_VALUES.has(v)) hasNa = true;
       else vals.push(v);
     }
-    return inferKind(vals, hasNa);
+    return textColumns.includes(columns[j]!) ? 'str' : inferKind(vals, hasNa);
   });
   const data = raw.map((r) => r.map((v, j) => (PANDAS_NA_VALUES.has(v) ? null : convert(v, kinds[j]!))));
   return new TsvTable(columns, kinds, data);
