@@ -13,6 +13,7 @@ import { readVideoPredictions, scoreVideoQa } from '../eval/score-video.js';
 import { benchmarkFor } from '../eval/benchmarks.js';
 import { loadEvalSet } from '../eval/load-set.js';
 import { noteOnStderr, Progress } from './progress.js';
+import { detectionFlags } from './detect.js';
 
 export interface EvalScoreOptions {
   bench: string;
@@ -81,6 +82,9 @@ export interface EvalRunCliOptions extends ModelSpec {
   answers?: string;
   /** a path, or false for --no-boxes */
   boxes?: string | false;
+  tags?: string;
+  coco?: boolean;
+  threshold?: number;
   endpoint?: string;
   endpointModel?: string;
   apiKeyEnv: string;
@@ -109,13 +113,17 @@ export async function runEvalRun(o: EvalRunCliOptions, write: Write = stdout): P
   if (!PROMPT_STYLES.includes(o.promptStyle as PromptStyle)) throw new InputError(`--prompt-style ${o.promptStyle}: expected ${PROMPT_STYLES.join(' or ')}`, '--prompt-style');
   const spec: ModelSpec = { model: o.model, checkpoint: o.checkpoint, llm: o.llm, visualEncoder: o.visualEncoder, visualEncoderAux: o.visualEncoderAux, detector: o.detector };
   const named = Object.values(spec).some((v) => v !== undefined);
+  const detection = detectionFlags({ ...o, boxes: typeof o.boxes === 'string' ? o.boxes : undefined });
+  const detectorGiven = o.detector !== undefined || o.tags !== undefined || o.coco === true || o.threshold !== undefined;
+  if (detectorGiven && o.boxes === false) throw new InputError('--no-boxes and the detector flags (--detector/--tags/--coco/--threshold) contradict each other', '--no-boxes');
   let target: EvalTarget;
   if (o.endpoint) {
+    if (detectorGiven) throw new InputError('the detector flags are for a local model; an endpoint finds its own boxes', '--endpoint');
     if (named) throw new InputError('give a local model (--model, ...) or --endpoint, not both', '--endpoint');
     target = { kind: 'endpoint', url: o.endpoint, model: o.endpointModel, apiKey: process.env[o.apiKeyEnv], concurrency: o.concurrency };
   } else {
     if (o.endpointModel) throw new InputError('--endpoint-model goes with --endpoint', '--endpoint-model');
-    target = { kind: 'local', spec, threads: o.threads, template: o.template, packedCache: o.packedCache };
+    target = { kind: 'local', spec, threads: o.threads, template: o.template, packedCache: o.packedCache, detection };
   }
   const progress = new Progress(!o.quiet && !o.json);
   const bar = progress.bar(`eval ${o.bench}`);

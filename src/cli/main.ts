@@ -249,7 +249,7 @@ export function buildProgram(): Command {
       return runPull(repoId, o);
     });
   const benchNames = BENCHMARKS.map((b) => b.name).join(', ');
-  const evalCmd = packedCacheOptions(modelOptions(program.command('eval')))
+  const evalCmd = detectorOptions(packedCacheOptions(modelOptions(program.command('eval'))))
     // eval's own options come before `score` / `merge`, whose --out and --json are theirs.
     .enablePositionalOptions()
     .description('run a benchmark on a local model or an OpenAI-compatible endpoint with the release\'s prompts, resumable and shardable, scored the VLMEvalKit way; `eval score` scores a predictions file, `eval merge` combines shards')
@@ -259,7 +259,6 @@ export function buildProgram(): Command {
     .option('--answers <file>', 'answers for a jsonl or video data file: TextVQA_0.5.1_val.json, GQA testdev_balanced_questions.json, the video QA answers JSON')
     .option('--boxes <file>', 'the release\'s box JSON for this benchmark: a list of {id, boxes, labels, scores}, id = the item\'s index / question_id (default: the model\'s detector, its boxes kept in the run folder)')
     .option('--no-boxes', 'no boxes at all (not the release\'s setting)')
-    .option('--detector <dir>', 'OWLv2 folder for items without --boxes (default: mgllava_config.json "detector")')
     .option('--endpoint <url>', 'evaluate an OpenAI-compatible chat-completions server instead of a local model (e.g. http://127.0.0.1:8000/v1)')
     .option('--endpoint-model <name>', 'the model name to request (default: the first the server lists)')
     .option('--api-key-env <var>', 'environment variable with the endpoint\'s API key', 'OPENAI_API_KEY')

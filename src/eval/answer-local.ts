@@ -10,7 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { InputError } from '../core/errors.js';
 import { toDetections } from '../detect/owlv2.js';
-import { MgLlava } from '../model/mg-llava.js';
+import { MgLlava, type DetectionSettings } from '../model/mg-llava.js';
 import { resolveModelFiles, type ModelSpec } from '../model/model-files.js';
 import { entryDetections } from '../preprocess/box-index.js';
 import { parseBoxJson, type Detections } from '../preprocess/boxes.js';
@@ -29,6 +29,8 @@ export type BoxSource =
 
 export interface LocalAnswererOptions {
   spec: ModelSpec;
+  /** detector tags and threshold (when the boxes come from the detector) */
+  detection?: DetectionSettings;
   threads?: number;
   template?: string;
   packedCache?: string | false;
@@ -96,7 +98,7 @@ export class LocalAnswerer implements Answerer {
       throw new InputError('no box file and no detector: give --boxes FILE (the release\'s box JSON for this benchmark), a model with a detector, or --no-boxes', '--boxes');
     }
     const identity = localModelIdentity(o.spec, o.template);
-    const model = await MgLlava.load(o.spec, { threads: o.threads, template: o.template, packedCache: o.packedCache, onNote: o.onNote });
+    const model = await MgLlava.load(o.spec, { threads: o.threads, template: o.template, packedCache: o.packedCache, onNote: o.onNote, ...(o.boxes.kind === 'detector' ? { detection: o.detection } : {}) });
     return new LocalAnswerer(model, o, identity);
   }
 

@@ -6,6 +6,7 @@ import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { InputError } from '../core/errors.js';
 import type { ModelSpec } from '../model/model-files.js';
+import type { DetectionSettings } from '../model/mg-llava.js';
 import { indexBoxEntries } from '../preprocess/box-index.js';
 import { EndpointAnswerer } from './answer-endpoint.js';
 import { LocalAnswerer, localModelIdentity, type BoxSource } from './answer-local.js';
@@ -22,7 +23,7 @@ import { formatVqav2Upload, readVqav2TestSplit, vqav2UploadFile } from './vqav2.
 export const DEFAULT_EVAL_MAX_NEW_TOKENS = 100;
 
 export type EvalTarget =
-  | { kind: 'local'; spec: ModelSpec; threads?: number; template?: string; packedCache?: string | false }
+  | { kind: 'local'; spec: ModelSpec; threads?: number; template?: string; packedCache?: string | false; detection?: DetectionSettings }
   | { kind: 'endpoint'; url: string; model?: string; apiKey?: string; concurrency: number };
 
 export interface EvalRunOptions extends SetInputs {
@@ -64,7 +65,9 @@ function readBoxSource(o: EvalRunOptions, set: EvalSet, rows: readonly number[])
   if (o.noBoxes) return { source: { kind: 'none' }, id: Promise.resolve('none') };
   if (!o.boxes) {
     if (o.target.kind === 'endpoint') return { source: { kind: 'none' }, id: Promise.resolve('the endpoint\'s own') };
-    return { source: { kind: 'detector' }, id: Promise.resolve('detector') };
+    const d = o.target.detection;
+    const tags = d?.tags === undefined ? 'config' : Array.isArray(d.tags) ? d.tags : (d.tags as { name: string }).name;
+    return { source: { kind: 'detector' }, id: Promise.resolve(`detector ${JSON.stringify({ tags, threshold: d?.threshold ?? 'config' })}`) };
   }
   const path = resolve(o.boxes);
   let doc: unknown;

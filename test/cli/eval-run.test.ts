@@ -216,3 +216,21 @@ test('eval: bad input is one line naming the file or the row', async () => {
   assertOneLineError(await mgllava(['eval', '--bench', 'mmbench', '--data', DATA]), /give --out RUN_DIR/);
   assertOneLineError(await mgllava(['eval', '--bench', 'mmbench', '--data', DATA, '--out', join(dir, 'r7'), '--endpoint', 'http://127.0.0.1:1/v1', '--model', 'x']), /not both/);
 });
+
+test('eval with the detector: boxes found once per image (circular copies share their original\'s), kept across reruns', async () => {
+  const dir = join(tempDir(), 'detector');
+  const args = ['eval', '--bench', 'mmbench', '--data', DATA, '--out', dir, '--detector', join(ROOT, 'fixtures', 'tiny', 'owlv2'), '--tags', 'cat,dog', '--max-new-tokens', '2', '-q', '--json'];
+  const first = await mgllava([...args, '--limit', '5']);
+  assert.equal(first.code, 0, first.stderr);
+  const det = () => readFileSync(join(dir, 'detections.jsonl'), 'utf8').trimEnd().split('\n').map((l) => (JSON.parse(l) as { key: string }).key);
+  const before = det();
+  const r = await mgllava(args);
+  assert.equal(r.code, 0, r.stderr);
+  const keys = det();
+  assert.deepEqual(keys.slice(0, before.length), before);
+  assert.equal(new Set(keys).size, keys.length, 'an image was detected twice');
+  assert.deepEqual([...keys].sort(), indices.filter((k) => Number(k) < 1e6).sort());
+  // Other tags are another run.
+  assertOneLineError(await mgllava([...args.slice(0, -2), '--tags', 'cat', '-q']), /holds another run \(boxes: /);
+  assertOneLineError(await mgllava(['eval', '--bench', 'mmbench', '--data', DATA, '--out', join(dir, 'x'), '--no-boxes', '--tags', 'cat']), /--no-boxes and the detector flags/);
+});
