@@ -27,6 +27,7 @@ export interface EvalScoreOptions {
   judgeKeyEnv?: string;
   concurrency?: number;
   quiet?: boolean;
+  officialVqaNormalisation?: boolean;
 }
 
 type Write = (s: string) => void;
@@ -66,7 +67,7 @@ export async function runEvalScore(o: EvalScoreOptions, write: Write = stdout): 
   if (!video && (o.judgeUrl || o.answers)) throw new InputError(`--judge-url and --answers go with the video QA benchmarks (msvd_qa, msrvtt_qa)`, o.judgeUrl ? '--judge-url' : '--answers');
   const r = video
     ? await scoreVideo(o)
-    : scoreBenchmark({ bench: o.bench, data: resolve(o.data), predictions: resolve(o.predictions), out: o.out ? resolve(o.out) : undefined });
+    : scoreBenchmark({ bench: o.bench, data: resolve(o.data), predictions: resolve(o.predictions), out: o.out ? resolve(o.out) : undefined, officialVqa: o.officialVqaNormalisation });
   if (o.json) {
     write(JSON.stringify(r) + '\n');
     return;
@@ -95,6 +96,7 @@ export interface EvalRunCliOptions extends ModelSpec {
   promptStyle: string;
   maxNewTokens: number;
   maxPixels: number;
+  officialVqaNormalisation?: boolean;
   threads?: number;
   template?: string;
   packedCache?: string | false;
@@ -143,6 +145,7 @@ export async function runEvalRun(o: EvalRunCliOptions, write: Write = stdout): P
       style: o.promptStyle as PromptStyle,
       maxNewTokens: o.maxNewTokens,
       maxPixels: o.maxPixels,
+      officialVqa: o.officialVqaNormalisation,
       onNote: noteOnStderr(o.quiet),
       onProgress: (p) => {
         const parts = [p.etaMs !== null && p.done < p.total ? `ETA ${duration(p.etaMs)}` : '', p.score !== null ? `score ${p.score.toFixed(3)}` : ''].filter((x) => x);
@@ -174,12 +177,13 @@ export interface EvalMergeCliOptions {
   images?: string;
   answers?: string;
   json?: boolean;
+  officialVqaNormalisation?: boolean;
 }
 
 export async function runEvalMerge(runs: string[], o: EvalMergeCliOptions, write: Write = stdout): Promise<void> {
   const dirs = runs.map((d) => resolve(d));
   const out = resolve(o.out ?? `${dirs[0]}.merged`);
-  const r = await mergeRuns({ runs: dirs, out, data: o.data?.map((d) => resolve(d)), images: o.images && resolve(o.images), answers: o.answers && resolve(o.answers) });
+  const r = await mergeRuns({ runs: dirs, out, data: o.data?.map((d) => resolve(d)), images: o.images && resolve(o.images), answers: o.answers && resolve(o.answers), officialVqa: o.officialVqaNormalisation });
   if (o.json) {
     const { score, ...rest } = r;
     write(JSON.stringify({ ...rest, ...(score ? { overall: score.overall, table: score.table, files: score.files } : {}) }) + '\n');

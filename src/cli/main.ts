@@ -268,6 +268,7 @@ export function buildProgram(): Command {
     .option('--shard <i/n>', 'answer shard i of n (1-based; contiguous blocks), for n processes or machines; then eval merge')
     .addOption(new Option('--prompt-style <style>', 'release: the release\'s prompts; vlmevalkit: VLMEvalKit\'s default prompts').choices(['release', 'vlmevalkit']).default('release'))
     .option('--max-new-tokens <n>', 'answer length limit (the release evaluates with 100)', positiveInt, 100)
+    .option('--official-vqa-normalisation', 'textvqa: score with the official TextVQA evaluator (MMF m4c, as the release) instead of VLMEvalKit\'s rules')
     .addOption(new Option('--max-pixels <n>', 'refuse images with more pixels than this').argParser(positiveInt).default(100_000_000))
     .option('--template <name>', 'prompt template (default: the model config\'s)')
     .option('--json', 'print one JSON object {bench, dataset, out, total, made, resumed, predictions, overall, table, files}')
@@ -291,6 +292,7 @@ export function buildProgram(): Command {
     .option('--concurrency <n>', 'video QA: judge requests in flight at once', positiveInt, 4)
     .option('--out <dir>', 'write <dataset>_acc.csv / _score.csv, <dataset>_results.tsv, summary.json and summary.md here (video QA: also judge.jsonl, the verdicts, reused by a rerun)')
     .option('--json', 'print one JSON object {bench, dataset, overall, table, items}')
+    .option('--official-vqa-normalisation', 'textvqa: score with the official TextVQA evaluator (MMF m4c, as the release) instead of VLMEvalKit\'s rules')
     .option('-q, --quiet', 'no progress on stderr')
     .action(async (o) => (await import('./eval.js')).runEvalScore(o));
   evalCmd.command('merge')
@@ -300,6 +302,7 @@ export function buildProgram(): Command {
     .option('--data <file...>', 'where the data files are now, if not where the runs read them')
     .option('--images <dir>', 'where the image folder is now')
     .option('--answers <file>', 'where the answers file is now')
+    .option('--official-vqa-normalisation', 'textvqa: score with the official TextVQA evaluator (MMF m4c, as the release) instead of VLMEvalKit\'s rules')
     .option('--json', 'print one JSON object')
     .action(async (runs: string[], o) => (await import('./eval.js')).runEvalMerge(runs, o));
   return program;

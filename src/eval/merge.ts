@@ -9,6 +9,7 @@ import { benchmarkFor } from './benchmarks.js';
 import { loadEvalSet } from './load-set.js';
 import { dataFileId, identityDifference, readPredictions, readRunFile, type PredictionRecord, type RunIdentity } from './run-dir.js';
 import { finishPredictions, type EvalRunResult } from './run.js';
+import { checkOfficialVqa } from './score.js';
 
 export interface MergeOptions {
   runs: string[];
@@ -17,6 +18,8 @@ export interface MergeOptions {
   data?: string[];
   images?: string;
   answers?: string;
+  /** TextVQA: score with the official (MMF m4c) evaluator */
+  officialVqa?: boolean;
 }
 
 export interface MergeResult extends Pick<EvalRunResult, 'predictions' | 'score' | 'note'> {
@@ -49,6 +52,7 @@ export async function mergeRuns(o: MergeOptions): Promise<MergeResult> {
   });
 
   const bench = benchmarkFor(first.identity.bench);
+  if (o.officialVqa) checkOfficialVqa(bench);
   const inputs = { data: o.data ?? first.inputs.data, images: o.images ?? first.inputs.images ?? undefined, answers: o.answers ?? first.inputs.answers ?? undefined };
   for (const p of [...inputs.data, ...(inputs.answers ? [inputs.answers] : [])]) {
     if (!existsSync(p)) throw new InputError(`${p} (the data the runs read) is not here; give --data (and --answers) where it is now`, p);
@@ -75,6 +79,6 @@ export async function mergeRuns(o: MergeOptions): Promise<MergeResult> {
   for (const k of merged.keys()) if (!keys.has(k)) throw new InputError(`prediction for index ${k} is not in the data ${inputs.data.join(', ')}`, from.get(k)!);
 
   mkdirSync(o.out, { recursive: true });
-  const fin = finishPredictions(bench, set, merged, o.out, false, { merged_from: o.runs }, bench.route === 'vqav2' ? inputs.answers : undefined);
+  const fin = finishPredictions(bench, set, merged, o.out, { sharded: false, extra: { merged_from: o.runs }, testSplit: bench.route === 'vqav2' ? inputs.answers : undefined, officialVqa: o.officialVqa });
   return { bench: bench.name, dataset: bench.dataset, out: o.out, total: set.table.length, merged: merged.size, shards: [...seenShard.keys()].sort(), ...fin };
 }

@@ -16,7 +16,7 @@ import { loadEvalSet, type SetInputs } from './load-set.js';
 import type { PromptStyle } from './prompts.js';
 import { dataFileId, fileSha256, RunDir, shardRows, type PredictionRecord, type RunIdentity, type Shard } from './run-dir.js';
 import { runItems, type Answerer, type RunProgress } from './runner.js';
-import { scoreAndWrite, type ScoreFiles, type ScoreResult } from './score.js';
+import { checkOfficialVqa, scoreAndWrite, type ScoreFiles, type ScoreResult } from './score.js';
 import { formatTsvQuoteAll, parseTsv, type Cell, type ColumnKind } from './tsv.js';
 import { formatVqav2Upload, readVqav2TestSplit, vqav2UploadFile } from './vqav2.js';
 
@@ -39,6 +39,8 @@ export interface EvalRunOptions extends SetInputs {
   style: PromptStyle;
   maxNewTokens?: number;
   maxPixels?: number;
+  /** TextVQA: score with the official (MMF m4c) evaluator */
+  officialVqa?: boolean;
   onProgress?: (p: RunProgress) => void;
   onNote?: (m: string) => void;
   /** called once the model is loaded (or found unneeded) */
@@ -107,7 +109,19 @@ export function writeAtomic(path: string, text: string): void {
 }
 
 /** Write the predictions file of `done` into `out` and score it when it can be. */
-export function finishPredictions(bench: Benchmark, set: EvalSet, done: ReadonlyMap<string, PredictionRecord>, out: string, sharded: boolean, extra: Record<string, unknown> = {}, testSplit?: string): Pick<EvalRunResult, 'predictions' | 'score' | 'note'> {
+export interface FinishOptions {
+  /** a shard: written, not scored */
+  sharded: boolean;
+  /** more fields for summary.json */
+  extra?: Record<string, unknown>;
+  /** VQAv2: the full test split for the upload file */
+  testSplit?: string;
+  /** TextVQA: the official (MMF m4c) evaluator instead of VLMEvalKit's */
+  officialVqa?: boolean;
+}
+
+export function finishPredictions(bench: Benchmark, set: EvalSet, done: ReadonlyMap<string, PredictionRecord>, out: string, f: FinishOptions): Pick<EvalRunResult, 'predictions' | 'score' | 'note'> {
+  const { sharded, extra = {}, testSplit } = f;
   const predictions = join(out, `${bench.dataset}_predictions.tsv`);
   const text = predictionsTsv(set, done);
   writeAtomic(predictions, text);
@@ -123,14 +137,16 @@ export function finishPredictions(bench: Benchmark, set: EvalSet, done: Readonly
   if (NOT_SCORED_FROM_TSV.includes(bench.route)) return { predictions, score: null, note: `${bench.name} is not scored here yet` };
   if (!set.table.has('answer')) return { predictions, score: null, note: 'the data has no answers to score with' };
   // Scored from the file as written, read back the pandas way (as VLMEvalKit scores its own dump).
-  // An index held as text (ids with leading zeros) stays text.
-  const pred = parseTsv(text, set.table.kind('index') === 'str' ? ['index'] : []);
-  const score = scoreAndWrite(bench, set.table, pred, { data: set.files[0]!, predictions }, out, extra);
+  // An index held as text (ids with leading zeros) stays text; the official TextVQA evaluator
+  // reads the answers as the model gave them (the release's jsonl), not through pandas.
+  const pred = parseTsv(text, [...(set.table.kind('index') === 'str' ? ['index'] : []), ...(f.officialVqa ? ['prediction'] : [])]);
+  const score = scoreAndWrite(bench, set.table, pred, { data: set.files[0]!, predictions }, out, extra, { officialVqa: f.officialVqa });
   return { predictions, score };
 }
 
 export async function runEval(o: EvalRunOptions): Promise<EvalRunResult> {
   const bench = benchmarkFor(o.bench);
+  if (o.officialVqa) checkOfficialVqa(bench);
   const maxNewTokens = o.maxNewTokens ?? DEFAULT_EVAL_MAX_NEW_TOKENS;
   const { set, fromJsonl } = loadEvalSet(bench, o);
   let rows = shardRows(set.table.length, o.shard ?? null);
@@ -170,7 +186,7 @@ export async function runEval(o: EvalRunOptions): Promise<EvalRunResult> {
     }
     const keys = new Set(rows.map((r) => set.table.str(r, 'index')));
     const inRun = new Map([...run.done].filter(([k]) => keys.has(k)));
-    const fin = finishPredictions(bench, set, inRun, o.out, identity.shard !== null, { identity }, bench.route === 'vqav2' ? o.answers : undefined);
+    const fin = finishPredictions(bench, set, inRun, o.out, { sharded: identity.shard !== null, extra: { identity }, testSplit: bench.route === 'vqav2' ? o.answers : undefined, officialVqa: o.officialVqa });
     return { bench: bench.name, dataset: bench.dataset, out: o.out, total: rows.length, ...result, ...fin };
   } finally {
     run.close();

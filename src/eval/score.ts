@@ -10,7 +10,7 @@ import { evaluatePope } from './pope.js';
 import { evaluateMme } from './mme.js';
 import { loadTsvFile } from './tsv-set.js';
 import { formatTsvQuoteAll, pyFloatRepr, pyStr, type Cell, type ColumnKind, type TsvTable } from './tsv.js';
-import { evaluateVqa, type VqaInputRow } from './vqa.js';
+import { answerList, evaluateVqa, mmfTextVqaAccuracy, type VqaInputRow } from './vqa.js';
 
 export interface ScoreTable {
   columns: string[];
@@ -75,8 +75,18 @@ function cellStr(t: TsvTable, r: number, c: string): string | null {
   return v === null ? null : t.str(r, c);
 }
 
+export interface ScoringOptions {
+  /** TextVQA: the official evaluator (MMF's m4c TextVQAAccuracyEvaluator, which the release uses) */
+  officialVqa?: boolean;
+}
+
+/** --official-vqa-normalisation applies to TextVQA only (the other VQA sets are not VQA-accuracy scored). */
+export function checkOfficialVqa(bench: Benchmark): void {
+  if (bench.name !== 'textvqa') throw new InputError(`--official-vqa-normalisation is for textvqa (the official TextVQA evaluator); ${bench.name} has no such variant here`, '--official-vqa-normalisation');
+}
+
 /** Score a predictions table against its benchmark table. */
-export function scoreTables(bench: Benchmark, data: TsvTable, pred: TsvTable, paths = { data: 'data', predictions: 'predictions' }): Scored {
+export function scoreTables(bench: Benchmark, data: TsvTable, pred: TsvTable, paths = { data: 'data', predictions: 'predictions' }, opts: ScoringOptions = {}): Scored {
   need(data, ['index', 'answer'], 'data', paths.data);
   need(pred, ['index', 'prediction'], 'predictions', paths.predictions);
   const dataRow = new Map<string, number>();
@@ -149,6 +159,19 @@ export function scoreTables(bench: Benchmark, data: TsvTable, pred: TsvTable, pa
     };
   }
 
+  if (opts.officialVqa) {
+    checkOfficialVqa(bench);
+    const entries = Array.from({ length: pred.length }, (_, r) => ({ gtAnswers: answerList(answerOf(r)), predAnswer: pred.str(r, 'prediction') }));
+    const mmf = mmfTextVqaAccuracy(entries);
+    const items = mmf.rows.map((x, r) => ({ index: idx(r), prediction: entries[r]!.predAnswer, extracted: x.pred, score: x.score }));
+    const rows = mmf.rows.map((x, r) => [...rowCells(r), pyList(x.gt), x.pred, x.score]);
+    const table: ScoreTable = { columns: ['Overall'], rows: [{ Overall: mmf.accuracy * 100 }] };
+    return {
+      ...base, overall: mmf.accuracy * 100, table, items,
+      resultColumns: [...predCols, 'eval_gt', 'eval_pred', 'eval_score'], resultRows: rows, resultKinds: [...predKinds, 'str', 'str', 'float'],
+    };
+  }
+
   const input: VqaInputRow[] = Array.from({ length: pred.length }, (_, r) => ({
     answer: answerOf(r), prediction: pred.str(r, 'prediction'),
     ...(pred.has('split') ? { split: cellStr(pred, r, 'split') } : {}),
@@ -171,7 +194,7 @@ function csvQuoteAll(t: ScoreTable): string {
   return [t.columns.map(q).join(','), ...t.rows.map((r) => t.columns.map((c) => cell(r[c])).join(','))].join('\n') + '\n';
 }
 
-export interface ScoreOptions {
+export interface ScoreOptions extends ScoringOptions {
   bench: string;
   data: string;
   predictions: string;
@@ -189,8 +212,8 @@ export function markdownTable(t: ScoreTable): string {
 }
 
 /** Score `pred` against `data` and (with `out`) write the score file, the results TSV, summary.json and summary.md. */
-export function scoreAndWrite(bench: Benchmark, data: TsvTable, pred: TsvTable, paths: { data: string; predictions: string }, out?: string, extra: Record<string, unknown> = {}): ScoreResult & { files?: ScoreFiles } {
-  const s = scoreTables(bench, data, pred, paths);
+export function scoreAndWrite(bench: Benchmark, data: TsvTable, pred: TsvTable, paths: { data: string; predictions: string }, out?: string, extra: Record<string, unknown> = {}, opts: ScoringOptions = {}): ScoreResult & { files?: ScoreFiles } {
+  const s = scoreTables(bench, data, pred, paths, opts);
   const result: ScoreResult = { bench: s.bench, dataset: s.dataset, overall: s.overall, table: s.table, items: s.items };
   if (!out) return result;
   mkdirSync(out, { recursive: true });
@@ -203,7 +226,7 @@ export function scoreAndWrite(bench: Benchmark, data: TsvTable, pred: TsvTable, 
   };
   writeFileSync(files.score, csvQuoteAll(s.table));
   writeFileSync(files.results, formatTsvQuoteAll(s.resultColumns, s.resultRows, s.resultKinds));
-  writeFileSync(files.summary, JSON.stringify({ ...result, data: paths.data, predictions: paths.predictions, ...extra, files }, null, 2) + '\n');
+  writeFileSync(files.summary, JSON.stringify({ ...result, data: paths.data, predictions: paths.predictions, ...(opts.officialVqa ? { evaluator: 'official (MMF m4c TextVQAAccuracyEvaluator)' } : {}), ...extra, files }, null, 2) + '\n');
   writeFileSync(files.markdown, `# ${bench.name} (${bench.dataset})\n\n${markdownTable(s.table)}`);
   return { ...result, files };
 }
@@ -212,6 +235,7 @@ export function scoreAndWrite(bench: Benchmark, data: TsvTable, pred: TsvTable, 
 export function scoreBenchmark(o: ScoreOptions): ScoreResult & { files?: ScoreFiles } {
   const bench = tsvScoredBenchmark(o.bench);
   const data = loadTsvFile(o.data, 'data');
-  const pred = loadTsvFile(o.predictions, 'predictions');
-  return scoreAndWrite(bench, data, pred, { data: o.data, predictions: o.predictions }, o.out);
+  // The official TextVQA evaluator reads the answers as given (the release's jsonl), not through pandas.
+  const pred = loadTsvFile(o.predictions, 'predictions', o.officialVqa ? ['prediction'] : []);
+  return scoreAndWrite(bench, data, pred, { data: o.data, predictions: o.predictions }, o.out, {}, { officialVqa: o.officialVqa });
 }

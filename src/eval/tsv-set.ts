@@ -10,11 +10,11 @@ import type { EvalSet, MediaRef } from './dataset.js';
 import { readTsv, resolveImages, type TsvTable } from './tsv.js';
 
 /** Read a TSV benchmark file the pandas way, with one-line errors naming the file. */
-export function loadTsvFile(path: string, what: string): TsvTable {
+export function loadTsvFile(path: string, what: string, textColumns: readonly string[] = []): TsvTable {
   if (!existsSync(path)) throw new InputError(`${what} file not found: ${path}`, path);
   if (statSync(path).isDirectory()) throw new InputError(`${what} ${path} is a directory, not a TSV file`, path);
   try {
-    return readTsv(path);
+    return readTsv(path, textColumns);
   } catch (e) {
     throw new InputError(`cannot read ${what} TSV ${path}: ${(e as Error).message}`, path);
   }

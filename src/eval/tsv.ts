@@ -165,7 +165,8 @@ function convert(v: string, kind: ColumnKind): Cell {
 
 /**
  * Parse TSV text as `pandas.read_csv(text, sep='\t')` would (the first record is the header).
- * `textColumns` are kept as text (`dtype=str`), e.g. an index with leading zeros.
+ * `textColumns` are kept exactly as written (`dtype=str, keep_default_na=False` for them): an index
+ * with leading zeros, or a prediction as the model gave it.
  */
 export function parseTsv(text: string, textColumns: readonly string[] = []): TsvTable {
   const recs = parseTsvRecords(text);
@@ -197,13 +198,14 @@ export function parseTsv(text: string, textColumns: readonly string[] = []): Tsv
     }
     return textColumns.includes(columns[j]!) ? 'str' : inferKind(vals, hasNa);
   });
-  const data = raw.map((r) => r.map((v, j) => (PANDAS_NA_VALUES.has(v) ? null : convert(v, kinds[j]!))));
+  const asText = columns.map((c) => textColumns.includes(c));
+  const data = raw.map((r) => r.map((v, j) => (asText[j] ? v : PANDAS_NA_VALUES.has(v) ? null : convert(v, kinds[j]!))));
   return new TsvTable(columns, kinds, data);
 }
 
 /** Read a TSV file the way VLMEvalKit's `load()` does. */
-export function readTsv(path: string): TsvTable {
-  return parseTsv(readFileSync(path, 'utf8'));
+export function readTsv(path: string, textColumns: readonly string[] = []): TsvTable {
+  return parseTsv(readFileSync(path, 'utf8'), textColumns);
 }
 
 /** Python's `repr(float)` (which is also its `str`). */

@@ -105,3 +105,16 @@ test('eval score: unknown bench, unscored bench and missing file are one-line er
   assertOneLineError(await mgllava(['eval', 'score', '--bench', 'gqa', '--data', join(EVAL, 'missing.tsv'), '--predictions', pred]), /not found.*missing\.tsv/);
   assertOneLineError(await mgllava(['eval', 'score', '--bench', 'gqa', '--data', data, '--predictions', join(EVAL, 'missing_pred.tsv')]), /not found/);
 });
+
+test('eval score textvqa --official-vqa-normalisation: the official (MMF m4c) evaluator on the predictions as given', async () => {
+  const e = load('textvqa_expected.json');
+  const r = await mgllava(['eval', 'score', '--bench', 'textvqa', '--data', join(EVAL, 'textvqa.tsv'), '--predictions', join(EVAL, 'textvqa_pred.tsv'), '--official-vqa-normalisation', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const j = JSON.parse(r.stdout) as { overall: number; items: { index: number; extracted: string; score: number }[] };
+  assert.ok(Math.abs(j.overall - e.mmf_accuracy * 100) < 1e-9, `${j.overall} vs ${e.mmf_accuracy * 100}`);
+  j.items.forEach((it, i) => {
+    assert.equal(it.extracted, e.rows[i].mmf_pred, `row ${it.index} mmf_pred`);
+    assert.ok(Math.abs(it.score - e.rows[i].mmf_score) < 1e-9, `row ${it.index} mmf_score`);
+  });
+  assertOneLineError(await mgllava(['eval', 'score', '--bench', 'docvqa', '--data', join(EVAL, 'docvqa.tsv'), '--predictions', join(EVAL, 'docvqa_pred.tsv'), '--official-vqa-normalisation']), /--official-vqa-normalisation is for textvqa/);
+});
