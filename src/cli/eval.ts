@@ -162,6 +162,7 @@ export async function runEvalRun(o: EvalRunCliOptions, write: Write = stdout): P
     write(`${r.out}: ${r.total} items (${r.made} answered now, ${r.resumed} before); predictions in ${r.predictions}\n`);
     if (r.score) {
       write(scoreText(r.score));
+      if (r.release) write(`${r.release.method}: ${fmt(r.release.value)}\n`);
       if (r.score.files) write(`wrote ${r.score.files.score}, ${r.score.files.results}, ${r.score.files.summary}, ${r.score.files.markdown}\n`);
     } else if (r.note) {
       write(`not scored: ${r.note}\n`);
@@ -191,6 +192,10 @@ export async function runEvalMerge(runs: string[], o: EvalMergeCliOptions, write
   }
   write(`${r.out}: ${r.merged} of ${r.total} items from ${runs.length} runs (shards ${r.shards.join(', ')}); predictions in ${r.predictions}\n`);
   if (r.merged < r.total) write(`note: ${r.total - r.merged} items have no prediction yet\n`);
-  if (r.score) write(scoreText(r.score));
-  else if (r.note) write(`not scored: ${r.note}\n`);
+  if (r.score) {
+    write(scoreText(r.score));
+    if (r.release) write(`${r.release.method}: ${fmt(r.release.value)}\n`);
+  } else if (r.note) {
+    write(`not scored: ${r.note}\n`);
+  }
 }

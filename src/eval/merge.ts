@@ -22,7 +22,7 @@ export interface MergeOptions {
   officialVqa?: boolean;
 }
 
-export interface MergeResult extends Pick<EvalRunResult, 'predictions' | 'score' | 'note'> {
+export interface MergeResult extends Pick<EvalRunResult, 'predictions' | 'score' | 'note' | 'release'> {
   bench: string;
   dataset: string;
   out: string;

@@ -18,6 +18,7 @@ import { dataFileId, fileSha256, RunDir, shardRows, type PredictionRecord, type 
 import { runItems, type Answerer, type RunProgress } from './runner.js';
 import { checkOfficialVqa, scoreAndWrite, type ScoreFiles, type ScoreResult } from './score.js';
 import { formatTsvQuoteAll, parseTsv, type Cell, type ColumnKind } from './tsv.js';
+import { releaseScore, type ReleaseScore } from './release-score.js';
 import { formatVqav2Upload, readVqav2TestSplit, vqav2UploadFile } from './vqav2.js';
 
 export const DEFAULT_EVAL_MAX_NEW_TOKENS = 100;
@@ -60,6 +61,8 @@ export interface EvalRunResult {
   score: (ScoreResult & { files?: ScoreFiles }) | null;
   /** why there is no score */
   note?: string;
+  /** the release's own score, where it differs from VLMEvalKit's (release-score.ts) */
+  release?: ReleaseScore;
 }
 
 function readBoxSource(o: EvalRunOptions, set: EvalSet, rows: readonly number[]): { source: BoxSource; id: Promise<string> } {
@@ -108,7 +111,6 @@ export function writeAtomic(path: string, text: string): void {
   renameSync(`${path}.tmp`, path);
 }
 
-/** Write the predictions file of `done` into `out` and score it when it can be. */
 export interface FinishOptions {
   /** a shard: written, not scored */
   sharded: boolean;
@@ -120,7 +122,8 @@ export interface FinishOptions {
   officialVqa?: boolean;
 }
 
-export function finishPredictions(bench: Benchmark, set: EvalSet, done: ReadonlyMap<string, PredictionRecord>, out: string, f: FinishOptions): Pick<EvalRunResult, 'predictions' | 'score' | 'note'> {
+/** Write the predictions file of `done` into `out` and score it when it can be. */
+export function finishPredictions(bench: Benchmark, set: EvalSet, done: ReadonlyMap<string, PredictionRecord>, out: string, f: FinishOptions): Pick<EvalRunResult, 'predictions' | 'score' | 'note' | 'release'> {
   const { sharded, extra = {}, testSplit } = f;
   const predictions = join(out, `${bench.dataset}_predictions.tsv`);
   const text = predictionsTsv(set, done);
@@ -140,8 +143,9 @@ export function finishPredictions(bench: Benchmark, set: EvalSet, done: Readonly
   // An index held as text (ids with leading zeros) stays text; the official TextVQA evaluator
   // reads the answers as the model gave them (the release's jsonl), not through pandas.
   const pred = parseTsv(text, [...(set.table.kind('index') === 'str' ? ['index'] : []), ...(f.officialVqa ? ['prediction'] : [])]);
-  const score = scoreAndWrite(bench, set.table, pred, { data: set.files[0]!, predictions }, out, extra, { officialVqa: f.officialVqa });
-  return { predictions, score };
+  const release = releaseScore(bench, set.table, new Map([...done].map(([k, p]) => [k, p.prediction])));
+  const score = scoreAndWrite(bench, set.table, pred, { data: set.files[0]!, predictions }, out, { ...extra, ...(release ? { release_score: release } : {}) }, { officialVqa: f.officialVqa });
+  return { predictions, score, ...(release ? { release } : {}) };
 }
 
 export async function runEval(o: EvalRunOptions): Promise<EvalRunResult> {

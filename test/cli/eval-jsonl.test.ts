@@ -33,8 +33,11 @@ test('eval pope from the three LLaVA jsonl files: one split per file, scored', a
   const out = join(tempDir(), 'pope');
   const r = await mgllava(['eval', '--bench', 'pope', '--data', ...files, '--images', imageFolder(files), '--out', out, ...FAST]);
   assert.equal(r.code, 0, r.stderr);
-  const j = JSON.parse(r.stdout) as { total: number; table: { rows: { split: string }[] } };
+  const j = JSON.parse(r.stdout) as { total: number; table: { rows: { split: string }[] }; release: { method: string; detail: Record<string, unknown> } };
   assert.equal(j.total, 10);
+  // The release's own POPE number (mean F1 of the three files) beside VLMEvalKit's.
+  assert.match(j.release.method, /mean F1 of the splits/);
+  assert.deepEqual(Object.keys(j.release.detail), ['coco_pope_adversarial', 'coco_pope_popular', 'coco_pope_random']);
   assert.deepEqual(j.table.rows.map((x) => x.split), ['Overall', 'coco_pope_adversarial', 'coco_pope_popular', 'coco_pope_random']);
   const pred = parseTsv(readFileSync(join(out, 'POPE_predictions.tsv'), 'utf8'));
   assert.ok(pred.has('question_id') && pred.has('prediction') && !pred.has('image'));
@@ -59,7 +62,9 @@ test('eval textvqa from the LLaVA jsonl with its annotations: prompts as given, 
   const out = join(tempDir(), 'textvqa');
   const r = await mgllava(['eval', '--bench', 'textvqa', '--data', q, '--answers', join(L, 'textvqa_val_annotations.json'), '--images', imageFolder([q]), '--out', out, ...FAST]);
   assert.equal(r.code, 0, r.stderr);
-  const j = JSON.parse(r.stdout) as { total: number; overall: number };
+  const j = JSON.parse(r.stdout) as { total: number; overall: number; release: { method: string; value: number } };
+  assert.match(j.release.method, /MMF m4c/);
+  assert.equal(typeof j.release.value, 'number');
   assert.equal(j.total, readFileSync(q, 'utf8').split('\n').filter((l) => l.trim()).length);
   assert.equal(typeof j.overall, 'number');
 });
