@@ -94,9 +94,6 @@ export class LocalAnswerer implements Answerer {
   }
 
   static async load(o: LocalAnswererOptions): Promise<LocalAnswerer> {
-    if (o.boxes.kind === 'detector' && !resolveModelFiles(o.spec).detector) {
-      throw new InputError('no box file and no detector: give --boxes FILE (the release\'s box JSON for this benchmark), a model with a detector, or --no-boxes', '--boxes');
-    }
     const identity = localModelIdentity(o.spec, o.template);
     const model = await MgLlava.load(o.spec, { threads: o.threads, template: o.template, packedCache: o.packedCache, onNote: o.onNote, ...(o.boxes.kind === 'detector' ? { detection: o.detection } : {}) });
     return new LocalAnswerer(model, o, identity);

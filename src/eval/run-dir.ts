@@ -10,7 +10,7 @@
 // last line (the process was killed mid-write) is cut off before appending. A different identity
 // is refused, so that two models or prompt styles are never mixed in one file.
 
-import { closeSync, createReadStream, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, truncateSync, writeSync } from 'node:fs';
+import { closeSync, createReadStream, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, truncateSync, writeSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { InputError } from '../core/errors.js';
@@ -170,12 +170,21 @@ export class RunDir {
     if (existsSync(dir) && !statSync(dir).isDirectory()) throw new InputError(`--out ${dir} is a file, not a folder`, '--out');
     mkdirSync(dir, { recursive: true });
     const runFile = join(dir, RUN_FILE);
-    if (existsSync(runFile)) {
+    const predictions = join(dir, PREDICTIONS_FILE);
+    const answered = existsSync(predictions) && statSync(predictions).size > 0;
+    let write = !existsSync(runFile);
+    if (!write) {
       const before = readRunFile(dir).identity;
       const diff = identityDifference(before, identity);
-      if (diff) throw new InputError(`${dir} holds another run (${diff}); use another --out to keep both`, '--out');
-    } else {
-      if (existsSync(join(dir, PREDICTIONS_FILE))) throw new InputError(`${dir} has ${PREDICTIONS_FILE} but no ${RUN_FILE}; use another --out`, '--out');
+      // A run that answered nothing yet (it failed before its first item) may be started over.
+      if (diff && answered) throw new InputError(`${dir} holds another run (${diff}); use another --out to keep both`, '--out');
+      write = diff !== null;
+      // Nothing answered under the old identity: its detector boxes (other settings) go too.
+      if (write) rmSync(join(dir, DETECTIONS_FILE), { force: true });
+    } else if (answered) {
+      throw new InputError(`${dir} has ${PREDICTIONS_FILE} but no ${RUN_FILE}; use another --out`, '--out');
+    }
+    if (write) {
       const tmp = `${runFile}.tmp`;
       const fd = openSync(tmp, 'w');
       writeSync(fd, JSON.stringify({ version: 1, identity, inputs, created: new Date().toISOString() } satisfies RunFile, null, 2) + '\n');

@@ -5,7 +5,7 @@
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { InputError } from '../core/errors.js';
-import type { ModelSpec } from '../model/model-files.js';
+import { resolveModelFiles, type ModelSpec } from '../model/model-files.js';
 import type { DetectionSettings } from '../model/mg-llava.js';
 import { indexBoxEntries } from '../preprocess/box-index.js';
 import { EndpointAnswerer } from './answer-endpoint.js';
@@ -70,10 +70,14 @@ function readBoxSource(o: EvalRunOptions, set: EvalSet, rows: readonly number[])
   if (o.noBoxes) return { source: { kind: 'none' }, id: Promise.resolve('none') };
   if (!o.boxes) {
     if (o.target.kind === 'endpoint') return { source: { kind: 'none' }, id: Promise.resolve('the endpoint\'s own') };
+    if (!resolveModelFiles(o.target.spec).detector) {
+      throw new InputError('no box file and no detector: give --boxes FILE (the release\'s box JSON for this benchmark), --detector DIR (or a model with one), or --no-boxes', '--boxes');
+    }
     const d = o.target.detection;
     const tags = d?.tags === undefined ? 'config' : Array.isArray(d.tags) ? d.tags : (d.tags as { name: string }).name;
     return { source: { kind: 'detector' }, id: Promise.resolve(`detector ${JSON.stringify({ tags, threshold: d?.threshold ?? 'config' })}`) };
   }
+  if (o.target.kind === 'endpoint') throw new InputError('--boxes is for a local model; an endpoint finds its own boxes', '--boxes');
   const path = resolve(o.boxes);
   let doc: unknown;
   try {
@@ -87,7 +91,6 @@ function readBoxSource(o: EvalRunOptions, set: EvalSet, rows: readonly number[])
     const keys = set.boxKeys(r);
     if (!keys.some((k) => index.has(k))) throw new InputError(`${o.boxes}: no box entry for row ${keys[0]} (entries are matched by the item's index / question_id)`, '--boxes');
   }
-  if (o.target.kind === 'endpoint') throw new InputError('--boxes is for a local model; an endpoint finds its own boxes', '--boxes');
   return { source: { kind: 'file', path: o.boxes, index }, id: fileSha256(path).then((h) => `file sha256:${h}`) };
 }
 

@@ -42,3 +42,12 @@ test('run folder: predictions survive a reopen, a torn last line is cut off, ano
   assert.throws(() => RunDir.open(dir, { ...ID, data: [{ path: '/d.tsv', bytes: 1, sha256: 'cd' }] }, INPUTS), /holds another run \(data: /);
   assert.throws(() => RunDir.open(dir, { ...ID, shard: { i: 1, n: 2 } }, INPUTS), /holds another run \(shard: /);
 });
+
+test('run folder: a run that answered nothing may be started over with other settings', () => {
+  const dir = join(tempDir(), 'fresh');
+  RunDir.open(dir, ID, INPUTS).close();
+  const b = RunDir.open(dir, { ...ID, boxes: 'detector {}' }, INPUTS);
+  b.record({ index: '1', prediction: 'A' });
+  b.close();
+  assert.throws(() => RunDir.open(dir, ID, INPUTS), /holds another run \(boxes: detector \{\} vs none\)/);
+});
