@@ -3,7 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT } from '../helpers/fixtures.js';
@@ -104,6 +104,11 @@ test('eval score: unknown bench, unscored bench and missing file are one-line er
   assertOneLineError(await mgllava(['eval', 'score', '--bench', 'vqav2', '--data', data, '--predictions', pred]), /vqav2 is not scored from a predictions TSV/);
   assertOneLineError(await mgllava(['eval', 'score', '--bench', 'gqa', '--data', join(EVAL, 'missing.tsv'), '--predictions', pred]), /not found.*missing\.tsv/);
   assertOneLineError(await mgllava(['eval', 'score', '--bench', 'gqa', '--data', data, '--predictions', join(EVAL, 'missing_pred.tsv')]), /not found/);
+  // A prediction file with an index the data does not have.
+  const lines = readFileSync(pred, 'utf8').split('\n');
+  const other = join(mkdtempSync(join(tmpdir(), 'mgllava-score-')), 'other.tsv');
+  writeFileSync(other, [lines[0], lines[1]!.replace(/^"[^"]*"/, '"987654"'), ...lines.slice(2)].join('\n'));
+  assertOneLineError(await mgllava(['eval', 'score', '--bench', 'gqa', '--data', data, '--predictions', other]), /prediction row with index 987654 is not in the data .*gqa\.tsv/);
 });
 
 test('eval score textvqa --official-vqa-normalisation: the official (MMF m4c) evaluator on the predictions as given', async () => {
