@@ -36,36 +36,10 @@ import { basename, extname, isAbsolute, join } from 'node:path';
 import { InputError } from '../core/errors.js';
 import type { EvalSet, MediaRef } from './dataset.js';
 import { yornExtraction } from './pope.js';
-import { TsvTable, type Cell, type ColumnKind } from './tsv.js';
+import { pyStrListRepr, TsvTable, type Cell, type ColumnKind } from './tsv.js';
 
-// ---------------------------------------------------------------------------------------------
-// Python literals
-
-const NON_PRINTABLE = /[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]/u;
-
-/** Python's `repr(s)` of a str: quotes chosen as Python chooses them, non-printables escaped. */
-export function pyStrRepr(s: string): string {
-  const quote = s.includes("'") && !s.includes('"') ? '"' : "'";
-  let out = quote;
-  for (const ch of s) {
-    if (ch === quote || ch === '\\') out += '\\' + ch;
-    else if (ch === '\n') out += '\\n';
-    else if (ch === '\r') out += '\\r';
-    else if (ch === '\t') out += '\\t';
-    else if (ch !== ' ' && NON_PRINTABLE.test(ch)) {
-      const cp = ch.codePointAt(0)!;
-      if (cp < 0x100) out += '\\x' + cp.toString(16).padStart(2, '0');
-      else if (cp < 0x10000) out += '\\u' + cp.toString(16).padStart(4, '0');
-      else out += '\\U' + cp.toString(16).padStart(8, '0');
-    } else out += ch;
-  }
-  return out + quote;
-}
-
-/** Python's `repr(list_of_str)` (= `str()`), the form of VLMEvalKit's multi-answer cells. */
-export function pyStrListRepr(xs: readonly string[]): string {
-  return `[${xs.map(pyStrRepr).join(', ')}]`;
-}
+// Python literals: pyStrRepr / pyStrListRepr live in tsv.ts (re-exported here).
+export { pyStrListRepr, pyStrRepr } from './tsv.js';
 
 // ---------------------------------------------------------------------------------------------
 // jsonl

@@ -9,7 +9,7 @@ import { mcqResultColumns, scoreMcqCircular, scoreMcqVanilla } from './mcq.js';
 import { evaluatePope } from './pope.js';
 import { evaluateMme } from './mme.js';
 import { loadTsvFile } from './tsv-set.js';
-import { formatTsvQuoteAll, pyFloatRepr, pyStr, type Cell, type ColumnKind, type TsvTable } from './tsv.js';
+import { formatTsvQuoteAll, pyFloatRepr, pyStr, pyStrRepr, type Cell, type ColumnKind, type TsvTable } from './tsv.js';
 import { answerList, evaluateVqa, mmfTextVqaAccuracy, type VqaInputRow } from './vqa.js';
 
 export interface ScoreTable {
@@ -62,8 +62,7 @@ function keyOf(t: TsvTable, r: number): string {
 function pyRepr(x: string | number | boolean): string {
   if (typeof x === 'boolean') return x ? 'True' : 'False';
   if (typeof x === 'number') return pyFloatRepr(x);
-  if (x.includes("'") && !x.includes('"')) return `"${x.replace(/\\/g, '\\\\')}"`;
-  return `'${x.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+  return pyStrRepr(x);
 }
 
 function pyList(xs: readonly (string | number | boolean)[]): string {

@@ -378,3 +378,29 @@ export function resolveImages(t: TsvTable, imageColumn = 'image'): (string | str
     return l.length === 1 ? l[0]! : l;
   });
 }
+
+const NON_PRINTABLE = /[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]/u;
+
+/** Python's `repr(s)` of a str: quotes chosen as Python chooses them, non-printables escaped. */
+export function pyStrRepr(s: string): string {
+  const quote = s.includes("'") && !s.includes('"') ? '"' : "'";
+  let out = quote;
+  for (const ch of s) {
+    if (ch === quote || ch === '\\') out += '\\' + ch;
+    else if (ch === '\n') out += '\\n';
+    else if (ch === '\r') out += '\\r';
+    else if (ch === '\t') out += '\\t';
+    else if (ch !== ' ' && NON_PRINTABLE.test(ch)) {
+      const cp = ch.codePointAt(0)!;
+      if (cp < 0x100) out += '\\x' + cp.toString(16).padStart(2, '0');
+      else if (cp < 0x10000) out += '\\u' + cp.toString(16).padStart(4, '0');
+      else out += '\\U' + cp.toString(16).padStart(8, '0');
+    } else out += ch;
+  }
+  return out + quote;
+}
+
+/** Python's `repr(list_of_str)` (= `str()`), the form of VLMEvalKit's multi-answer cells. */
+export function pyStrListRepr(xs: readonly string[]): string {
+  return `[${xs.map(pyStrRepr).join(', ')}]`;
+}
