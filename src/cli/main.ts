@@ -248,6 +248,20 @@ export function buildProgram(): Command {
       if (!repoId) throw new InputError('name a repository (e.g. openai/clip-vit-large-patch14-336) or a --preset', 'repo_id');
       return runPull(repoId, o);
     });
+  detectorOptions(packedCacheOptions(modelOptions(program.command('serve'))))
+    .description('serve the model over HTTP: OpenAI-compatible /v1/chat/completions (images as data URLs, streaming), /v1/models, /health, /metrics')
+    .option('--host <addr>', 'address to listen on (loopback by default; anything else reaches beyond this machine)', '127.0.0.1')
+    .option('--port <n>', 'port (0: any free one)', nonNegativeInt, 8080)
+    .option('--api-key <key>', 'require Authorization: Bearer KEY on every /v1 route')
+    .option('--parallel <n>', 'requests decoded together (batched decoding; 1 for now)', positiveInt, 1)
+    .option('--max-queue <n>', 'requests waiting beyond the running one; more get 429', nonNegativeInt, 16)
+    .addOption(new Option('--max-pixels <n>', 'refuse images with more pixels than this').argParser(positiveInt).default(100_000_000))
+    .option('--max-body <bytes>', 'largest request body and fetched image', positiveInt, 20 * 1024 * 1024)
+    .option('--cors <origin>', 'allow browser pages from this origin (Access-Control-Allow-Origin)')
+    .option('--allow-local-files', 'let image_url be a file:// path on this machine')
+    .option('--template <name>', 'prompt template (default: the model config\'s)')
+    .option('-q, --quiet', 'no log lines on stderr')
+    .action(async (o) => (await import('./serve.js')).runServe({ ...o, model: o.model ?? defaultModel(o) }));
   const benchNames = BENCHMARKS.map((b) => b.name).join(', ');
   const evalCmd = detectorOptions(packedCacheOptions(modelOptions(program.command('eval'))))
     // eval's own options come before `score` / `merge`, whose --out and --json are theirs.

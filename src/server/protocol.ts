@@ -1,0 +1,58 @@
+// Messages between the server (main thread) and the model worker (worker_threads). The model
+// runs in the worker because onnxruntime's session runs block the thread they run on.
+
+import type { ModelSpec } from '../model/model-files.js';
+import type { ChatJob } from './request.js';
+
+export interface WorkerInit {
+  spec: ModelSpec;
+  threads?: number;
+  template?: string;
+  packedCache?: string | false;
+  maxPixels: number;
+  /** detector settings from the command line */
+  detection?: { tags?: string[]; threshold?: number };
+}
+
+/** A chat job as the worker gets it: the image already fetched. */
+export interface WorkerJob extends Omit<ChatJob, 'imageUrl' | 'stream' | 'includeUsage' | 'model'> {
+  image?: Uint8Array;
+}
+
+export interface TokenLogprobJson {
+  token: string;
+  logprob: number;
+  bytes: number[];
+}
+
+export interface WorkerTokenLogprob extends TokenLogprobJson {
+  top_logprobs: TokenLogprobJson[];
+}
+
+export interface WorkerResult {
+  text: string;
+  finishReason: 'stop' | 'length' | 'abort';
+  promptTokens: number;
+  completionTokens: number;
+  cachedTokens: number;
+  timings: { encodeMs: number; prefillMs: number; decodeTokensPerS: number; decodeMs: number };
+  /** the boxes the model was given for the image, in its pixels */
+  boxes?: { boxes: number[][]; labels: string[]; scores: number[]; detected: boolean };
+}
+
+export interface ModelInfo {
+  id: string;
+  template: string;
+  contextLength: number;
+  detector: boolean;
+}
+
+export type ToWorker = { type: 'run'; id: number; job: WorkerJob } | { type: 'cancel'; id: number } | { type: 'close' };
+
+export type FromWorker =
+  | { type: 'ready'; model: ModelInfo }
+  | { type: 'loadError'; message: string }
+  | { type: 'token'; id: number; text: string; logprob?: WorkerTokenLogprob }
+  | { type: 'done'; id: number; result: WorkerResult }
+  | { type: 'error'; id: number; message: string; input: boolean }
+  | { type: 'closed' };
