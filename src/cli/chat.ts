@@ -106,6 +106,7 @@ function toJson(r: ChatResult, loadMs: number, encodeMs: number, detected?: { fo
     text: r.text,
     ids: r.ids,
     prompt_tokens: r.promptTokens,
+    cached_tokens: r.cachedTokens,
     finish_reason: r.finishReason,
     logprobs: r.logprobs.map((l) => ({ id: l.id, logprob: l.logprob, top: l.top.map((t) => ({ id: t.id, logprob: t.logprob })) })),
     timings: {
@@ -113,6 +114,7 @@ function toJson(r: ChatResult, loadMs: number, encodeMs: number, detected?: { fo
       encode_ms: round(encodeMs),
       ...(detected ? { detect_ms: round(detected.ms) } : {}),
       prefill_ms: round(r.timings.prefillMs),
+      prefill_tokens: r.timings.prefillTokens,
       decode_tokens_per_s: round(r.timings.decodeTokensPerS),
     },
   };

@@ -24,6 +24,11 @@ export interface GenerationOptions extends SamplingOptions {
   eosIds?: readonly number[];
   /** Alternatives reported per token (default 5; 0 = no logprobs). */
   topLogprobs?: number;
+  /**
+   * Stops the answer before its next token once aborted (a decode step already running ends
+   * first); the result then has finishReason 'abort' and the text so far.
+   */
+  signal?: AbortSignal;
 }
 
 export interface TokenLogprob {
@@ -37,7 +42,8 @@ export interface GeneratedToken extends TokenLogprob {
   text: string;
 }
 
-export type FinishReason = 'eos' | 'stop_word' | 'length';
+/** 'abort': GenerationOptions.signal (or a chat request's signal) was aborted. */
+export type FinishReason = 'eos' | 'stop_word' | 'length' | 'abort';
 
 export interface GenerationResult {
   text: string;
@@ -72,6 +78,10 @@ export async function* generate(
   let decodeSeconds = 0;
 
   for (let n = 0; n < max; n++) {
+    if (o.signal?.aborted) {
+      finishReason = 'abort';
+      break;
+    }
     const id = sampler.next(logits, ids);
     const lp = nTop > 0 ? tokenLogprob(logits, id, nTop) : { id, logprob: 0, top: [] };
     if (eos.has(id)) {
@@ -96,6 +106,11 @@ export async function* generate(
     held = held.slice(piece.length);
     text += piece;
     yield { ...lp, text: piece };
+    // Aborted while the caller held this token: no step for a token nobody will take.
+    if (o.signal?.aborted && n + 1 < max) {
+      finishReason = 'abort';
+      break;
+    }
     if (n + 1 < max) {
       const t0 = performance.now();
       logits = await decoder.step(id);

@@ -1,13 +1,18 @@
 // One chat turn with MG-LLaVA: conversation -> prompt text (the release's template) -> id chunks
-// split at `<image>` -> input embeddings [text, image tokens, box tokens, text] -> prefill ->
-// streamed generation. Multi-turn history is re-encoded as the release's chat does.
+// split at `<image>` -> the turn's sequence [text ids, visual tokens, text ids] -> prefill ->
+// streamed generation. Multi-turn history is re-encoded as the release's chat does; with a
+// prompt cache (prompt-cache.ts) the positions shared with an earlier turn's sequence are not
+// run again, only the rest (docs/serving-cache.md).
 
 import { F32Tensor } from '../core/tensor.js';
 import { InputError } from '../core/errors.js';
-import { CausalLM, contextError } from './llm/causal-lm.js';
+import { CausalLM, KvCache, contextError } from './llm/causal-lm.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
 import { PromptTemplate, buildPrompt, promptChunks } from '../tokenizer/templates.js';
 import { generate, GeneratedToken, GenerationOptions, GenerationResult } from '../generate/generate.js';
+import { PromptCache, Segment, appendIds, sequenceLength, sequencePrefix } from './prompt-cache.js';
+import { tokensHash } from './visual-cache-lru.js';
+import type { DetectionResult } from '../detect/owlv2.js';
 
 export interface ChatTurn {
   question: string;
@@ -27,18 +32,34 @@ export interface ChatInput {
   /** undefined: the template's system block with an empty text; null: none; a string: that text. */
   system?: string | null;
   generation?: GenerationOptions;
+  /**
+   * Ends the turn early: an answer stops before its next token (finishReason 'abort', the text
+   * so far); aborted before the prefill ends, the result is empty ('abort'), given as soon as
+   * the onnxruntime run under way returns. Nothing rejects. (generation.signal does the same.)
+   */
+  signal?: AbortSignal;
 }
 
 export interface ChatTimings {
+  /** Image decoding, detection and vision encoding (0 when the visual tokens were cached or given). */
   encodeMs: number;
+  /** Running the prompt positions not taken from the prompt cache. */
   prefillMs: number;
+  /** Positions the prefill ran: promptTokens - cachedTokens (0 when aborted before it). */
+  prefillTokens: number;
   decodeTokensPerS: number;
 }
 
 export interface ChatResult extends GenerationResult {
   /** Length of the multimodal prompt sequence (text ids + visual tokens). */
   promptTokens: number;
+  /** Prompt positions reused from the prompt cache (an earlier turn's KV), not run again. */
+  cachedTokens: number;
   timings: ChatTimings;
+  /** The image's visual tokens came from the visual-token cache (no decoding, detection or vision run). */
+  visualCached?: boolean;
+  /** What the configured detector found in the image, when it made the boxes (now or for the cached tokens). */
+  detections?: DetectionResult;
 }
 
 /** Streams generated tokens; `result` settles when generation ends (iterate it, or call complete() to run it to the end). */
@@ -89,58 +110,212 @@ export interface ChatParts {
   template: PromptTemplate;
 }
 
+/** An image's place in a turn's sequence, its tokens produced only when the span must be run. */
+export interface VisualSpan {
+  /** What the visual tokens are (the prompt cache matches image spans by it). */
+  key: string;
+  /** Positions: image tokens + box tokens. */
+  length: number;
+  /** The tokens (may encode the image now); not called when the prompt cache covers the span. */
+  tokens(): Promise<ImageEmbeddings>;
+}
+
+export interface TurnOptions {
+  /** Reuse and keep KV caches of earlier turns' sequences. */
+  promptCache?: PromptCache;
+  /**
+   * In-place cache: a prompt continuing cached rows runs one position at a time
+   * (causal-lm.ts forwardEach); this is what one such position costs in positions of a
+   * prefill from the start. The cache is used only when rows x rowCost <= the prompt's
+   * length, else the whole prompt is prefilled (default 6: measured 3.5-10, see
+   * docs/serving-cache.md).
+   */
+  rowCost?: number;
+  /** Time already spent producing the image's tokens (ms). */
+  encodeMs?: number;
+}
+
+export const DEFAULT_ROW_COST = 6;
+
 /**
- * Generate the answer to `input.prompt`. With `image`, the first question gets `<image>\n` and
- * the image's tokens go there; `encodeMs` is the time already spent producing them.
+ * Generate the answer to `input.prompt`. With an image, the first question gets `<image>\n`
+ * and the image's tokens go there.
  */
-export async function* chatTurn(parts: ChatParts, input: ChatInput, image?: ImageEmbeddings, encodeMs = 0): AsyncGenerator<GeneratedToken, ChatResult> {
+export async function* chatTurn(parts: ChatParts, input: ChatInput, image?: ImageEmbeddings | VisualSpan, opts: TurnOptions = {}): AsyncGenerator<GeneratedToken, ChatResult> {
   const { llm, tokenizer, template } = parts;
+  const signal = input.signal ?? input.generation?.signal;
+  let encodeMs = opts.encodeMs ?? 0;
+  if (signal?.aborted) return abortResult(0, 0, encodeMs);
+  const pc = opts.promptCache;
+  const span = image === undefined || 'key' in image ? image : embeddingsSpan(image, pc !== undefined);
   const turns = [...(input.history ?? []), { question: input.prompt }];
-  const prompt = buildPrompt(template, { system: input.system, turns, image: image !== undefined });
+  const prompt = buildPrompt(template, { system: input.system, turns, image: span !== undefined });
   const chunks = promptChunks(tokenizer, prompt);
-  const embeds = await assemble(llm, chunks, image);
-  const promptTokens = embeds.dims[0]!;
+  if (chunks.length > 2) throw new InputError('the prompt has more than one <image>; one image per conversation is supported');
+  if (chunks.length === 2 && !span) throw new InputError('the prompt contains <image> but no image was given');
+  const seq: Segment[] = [];
+  chunks.forEach((ids, i) => {
+    if (i > 0 && span) seq.push({ visual: span.key, length: span.length });
+    if (ids.length) seq.push({ ids });
+  });
+  const promptTokens = sequenceLength(seq);
   // The prompt must fit; the answer is cut where the context ends (as HF's max_length does).
   const context = llm.config.maxPositions;
   if (promptTokens >= context) throw contextError(promptTokens, 0, context);
-  const o = { ...input.generation, maxNewTokens: Math.min(input.generation?.maxNewTokens ?? 512, context - promptTokens) };
+  const o = { ...input.generation, maxNewTokens: Math.min(input.generation?.maxNewTokens ?? 512, context - promptTokens), signal };
 
-  const cache = llm.newCache();
-  const t0 = performance.now();
-  const first = await llm.forward(embeds, cache);
-  const prefillMs = performance.now() - t0;
-  const decoder = {
-    step: async (id: number) => (await llm.forward(await llm.embed([id]), cache)).data,
-  };
-  const eosIds = [...(o.eosIds ?? defaultStops(tokenizer, template, llm))];
-  const gen = generate(first.data, decoder, tokenizer.streamDecoder(), { stopWords: template.stopWords, ...o, eosIds });
-  let r: IteratorResult<GeneratedToken, GenerationResult>;
-  while (!(r = await gen.next()).done) yield r.value;
-  const res = r.value;
-  const steps = Math.max(res.ids.length - 1, 0);
+  // The longest prefix an earlier turn ran: at least the last position runs again (its logits).
+  let cache: KvCache | undefined;
+  let reused = 0;
+  if (pc) {
+    const m = pc.find(seq);
+    let n = spanStart(seq, Math.min(m.shared, promptTokens - 1));
+    const rows = promptTokens - n;
+    if (n > 0 && llm.cacheKind === 'inplace' && rows > 1 && rows * (opts.rowCost ?? DEFAULT_ROW_COST) > promptTokens) n = 0;
+    if (n > 0) {
+      cache = pc.take(m, n, promptTokens);
+      reused = n;
+    }
+  }
+  cache ??= llm.newCache();
+
+  // Positions reused.. of the sequence; the rows' tokens (the sequence then the answer's fed ids)
+  // go back to the prompt cache with the cache when the turn ends, however it ends, unless a
+  // run failed (its rows are then unknown).
+  const fed: number[] = [];
+  let intact = true;
+  try {
+    let visual: ImageEmbeddings | undefined;
+    if (span && visualEnd(seq) > reused) {
+      const t = performance.now();
+      visual = await span.tokens();
+      encodeMs += performance.now() - t;
+      checkVisual(llm, visual, span.length);
+    }
+    if (signal?.aborted) return abortResult(promptTokens, reused, encodeMs);
+    const embeds = await embedFrom(llm, seq, reused, visual);
+    const H = llm.config.hiddenSize;
+    const rows = promptTokens - reused;
+    const t0 = performance.now();
+    let first!: F32Tensor;
+    intact = false;
+    if (reused === 0 || llm.cacheKind === 'grow') {
+      first = await llm.forward(embeds, cache);
+    } else {
+      // One position at a time (what forward() does here), so that an abort stops between them.
+      for (let s = 0; s < rows; s++) {
+        if (s > 0 && signal?.aborted) {
+          intact = true;
+          return abortResult(promptTokens, reused, encodeMs, performance.now() - t0, s);
+        }
+        first = await llm.forward({ dims: [1, H], data: embeds.data.subarray(s * H, (s + 1) * H) }, cache);
+      }
+    }
+    intact = true;
+    const prefillMs = performance.now() - t0;
+    const kv = cache;
+    const decoder = {
+      step: async (id: number) => {
+        intact = false;
+        const logits = (await llm.forward(await llm.embed([id]), kv)).data;
+        fed.push(id);
+        intact = true;
+        return logits;
+      },
+    };
+    const eosIds = [...(o.eosIds ?? defaultStops(tokenizer, template, llm))];
+    const gen = generate(first.data, decoder, tokenizer.streamDecoder(), { stopWords: template.stopWords, ...o, eosIds });
+    let r: IteratorResult<GeneratedToken, GenerationResult>;
+    while (!(r = await gen.next()).done) yield r.value;
+    const res = r.value;
+    const steps = Math.max(res.ids.length - 1, 0);
+    return {
+      ...res,
+      promptTokens,
+      cachedTokens: reused,
+      timings: { encodeMs, prefillMs, prefillTokens: rows, decodeTokensPerS: res.decodeSeconds > 0 ? steps / res.decodeSeconds : 0 },
+    };
+  } finally {
+    if (pc && intact) {
+      const all = appendIds(seq, fed);
+      const keep = spanStart(all, cache.length);
+      cache.truncate(keep);
+      pc.put(sequencePrefix(all, keep), cache);
+    }
+  }
+}
+
+/** A result for a turn aborted before its answer started. */
+function abortResult(promptTokens: number, cachedTokens: number, encodeMs: number, prefillMs = 0, prefillTokens = 0): ChatResult {
   return {
-    ...res,
+    text: '',
+    ids: [],
+    logprobs: [],
+    finishReason: 'abort',
+    decodeSeconds: 0,
     promptTokens,
-    timings: { encodeMs, prefillMs, decodeTokensPerS: res.decodeSeconds > 0 ? steps / res.decodeSeconds : 0 },
+    cachedTokens,
+    timings: { encodeMs, prefillMs, prefillTokens, decodeTokensPerS: 0 },
   };
 }
 
-/** [ids_0, visual, ids_1, ...] -> embeddings [S, H]. */
-async function assemble(llm: CausalLM, chunks: number[][], image?: ImageEmbeddings): Promise<F32Tensor> {
-  if (chunks.length > 2) throw new InputError('the prompt has more than one <image>; one image per conversation is supported');
+/** Visual tokens given as they are: their key is their hash (only needed with a prompt cache). */
+function embeddingsSpan(image: ImageEmbeddings, keyed: boolean): VisualSpan {
+  return { key: keyed ? tokensHash(image) : '', length: image.imageTokens.dims[0]! + image.boxTokens.dims[0]!, tokens: async () => image };
+}
+
+function checkVisual(llm: CausalLM, image: ImageEmbeddings, length: number): void {
+  const H = llm.config.hiddenSize;
+  for (const t of [image.imageTokens, image.boxTokens]) {
+    if (t.dims[1] !== H) throw new InputError(`visual tokens are ${t.dims[1]} wide, the LLM expects ${H}: the visual tokens come from another model`);
+  }
+  if (image.imageTokens.dims[0]! + image.boxTokens.dims[0]! !== length) throw new Error('visual tokens of another length than their span');
+}
+
+/** n, or the start of the visual span n falls inside (a cache never holds part of one). */
+function spanStart(seq: readonly Segment[], n: number): number {
+  let pos = 0;
+  for (const s of seq) {
+    const len = 'ids' in s ? s.ids.length : s.length;
+    if (!('ids' in s) && n > pos && n < pos + len) return pos;
+    pos += len;
+    if (pos >= n) break;
+  }
+  return n;
+}
+
+/** Where the sequence's visual span ends (0 without one). */
+function visualEnd(seq: readonly Segment[]): number {
+  let pos = 0;
+  let end = 0;
+  for (const s of seq) {
+    pos += 'ids' in s ? s.ids.length : s.length;
+    if (!('ids' in s)) end = pos;
+  }
+  return end;
+}
+
+/** Input embeddings [S - from, H] of the sequence's positions from..S-1 ([ids, visual, ids]). */
+async function embedFrom(llm: CausalLM, seq: readonly Segment[], from: number, image?: ImageEmbeddings): Promise<F32Tensor> {
   const H = llm.config.hiddenSize;
   const parts: Float32Array[] = [];
-  for (let i = 0; i < chunks.length; i++) {
-    if (i > 0 && image) {
-      for (const t of [image.imageTokens, image.boxTokens]) {
-        if (t.dims[1] !== H) throw new InputError(`visual tokens are ${t.dims[1]} wide, the LLM expects ${H}: the visual tokens come from another model`);
-        parts.push(t.data);
+  let pos = 0;
+  for (const s of seq) {
+    const len = 'ids' in s ? s.ids.length : s.length;
+    const a = Math.max(from - pos, 0);
+    if (a < len) {
+      if ('ids' in s) {
+        parts.push((await llm.embed(a ? s.ids.slice(a) : s.ids)).data);
+      } else {
+        if (!image) throw new Error('visual tokens needed but not given');
+        const N = image.imageTokens.dims[0]!;
+        if (a < N) parts.push(image.imageTokens.data.subarray(a * H, N * H));
+        parts.push(image.boxTokens.data.subarray(Math.max(a - N, 0) * H, (len - N) * H));
       }
     }
-    if (chunks[i]!.length) parts.push((await llm.embed(chunks[i]!)).data);
+    pos += len;
   }
-  if (chunks.length === 2 && !image) throw new InputError('the prompt contains <image> but no image was given');
-  const total = parts.reduce((a, p) => a + p.length, 0);
+  const total = parts.reduce((n, p) => n + p.length, 0);
   const data = new Float32Array(total);
   let o = 0;
   for (const p of parts) {

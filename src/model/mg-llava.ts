@@ -6,7 +6,8 @@ import { F32Tensor } from '../core/tensor.js';
 import { InputError } from '../core/errors.js';
 import { RgbImage } from '../preprocess/image.js';
 import { clipPreprocess } from '../preprocess/clip-image.js';
-import { decodeImage } from '../preprocess/decode.js';
+import { DEFAULT_MAX_PIXELS, decodeImage } from '../preprocess/decode.js';
+import { readFile } from 'node:fs/promises';
 import { BoxOptions, Detections, prepareBoxes } from '../preprocess/boxes.js';
 import { openWeights } from '../weights/open.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
@@ -15,7 +16,9 @@ import { ModelFiles, ModelSpec, resolveModelFiles } from './model-files.js';
 import { VisionModel, VisionOptions } from './mg-llava-vision.js';
 import { loadVisionModel } from './load-vision.js';
 import { CausalLM } from './llm/causal-lm.js';
-import { ChatInput, ChatStream, chatTurn } from './chat.js';
+import { ChatInput, ChatStream, DEFAULT_ROW_COST, VisualSpan, chatTurn } from './chat.js';
+import { PromptCache } from './prompt-cache.js';
+import { CachedVisual, VisualTokenCache, imageHash, tokensHash, visualKey } from './visual-cache-lru.js';
 import { DEFAULT_DETECTION_THRESHOLD, DetectionResult, Owlv2Detector, checkThreshold, toDetections } from '../detect/owlv2.js';
 import { TagSource, cocoTags, fixedTags } from '../detect/tags.js';
 
@@ -43,7 +46,32 @@ export interface LoadOptions extends VisionOptions {
   llm?: boolean;
   /** Tags and threshold for the configured detector, overriding mgllava_config.json's. */
   detection?: DetectionSettings;
+  /**
+   * What chat() keeps between requests (docs/serving-cache.md); false keeps nothing (every
+   * turn encodes its image and prefills its whole prompt).
+   */
+  cache?: CacheOptions | false;
 }
+
+export interface CacheOptions {
+  /**
+   * Visual tokens of recent images, by a hash of the image and its boxes (default 256 MiB:
+   * 7B's 576 + k tokens x 4096 x 4 bytes are ~9.5 MB an image; 0: none).
+   */
+  visualBytes?: number;
+  /**
+   * KV caches of recent turns, reused for the longest common prompt prefix (default 2 GiB; 0:
+   * none). An entry costs its cache's capacity x layers x 2 x kvHeads x headDim x 4 bytes:
+   * 1 MiB per position for Vicuna-7B (float32, 32 layers x 32 heads x 128), 128 KiB for
+   * LLaMA-3-8B (8 kv heads), so 2 GiB is ~2 image conversations of 7B.
+   */
+  promptBytes?: number;
+  /** See TurnOptions.rowCost (model/chat.ts): when cached rows are worth continuing one position at a time. */
+  rowCost?: number;
+}
+
+export const DEFAULT_VISUAL_CACHE_BYTES = 256 * 2 ** 20;
+export const DEFAULT_PROMPT_CACHE_BYTES = 2 * 2 ** 30;
 
 export interface DetectionSettings {
   /** A tag source, or a fixed tag list (default: the config's tags, else COCO-80). */
@@ -52,12 +80,21 @@ export interface DetectionSettings {
   threshold?: number;
 }
 
-/** A chat request: an image (a path or decoded pixels, with optional detector boxes) or its cached visual tokens. */
+/**
+ * A chat request: an image (a path, its encoded bytes, or decoded pixels, with optional
+ * detector boxes) or its visual tokens.
+ */
 export interface ChatRequest extends ChatInput {
-  image?: RgbImage | string;
-  /** Detector boxes in the image's pixels (the release's box JSON, parsed). */
-  boxes?: Detections;
+  /** A path, encoded bytes (PNG/JPEG/WebP/... as uploaded), or decoded pixels. */
+  image?: RgbImage | string | Uint8Array;
+  /**
+   * Detector boxes in the image's pixels (the release's box JSON, parsed); null: no boxes, even
+   * with a detector configured; undefined: the configured detector's, else none.
+   */
+  boxes?: Detections | null;
   boxOptions?: BoxOptions;
+  /** Pixel limit when decoding a path or bytes (default DEFAULT_MAX_PIXELS). */
+  maxPixels?: number;
   visualTokens?: Pick<VisualTokens, 'imageTokens' | 'boxTokens'>;
 }
 
@@ -70,12 +107,22 @@ interface Language {
 export class MgLlava {
   private vision?: Promise<VisionModel>;
   private detectorModel?: Promise<Owlv2Detector>;
+  /** Visual tokens of recent images (undefined: cache off). */
+  readonly visualCache?: VisualTokenCache;
+  /** KV caches of recent turns by their sequences (undefined: cache off). */
+  readonly promptCache?: PromptCache;
 
   private constructor(
     readonly files: ModelFiles,
     private readonly opts: LoadOptions,
     private readonly language?: Language,
-  ) {}
+  ) {
+    const c = opts.cache === false ? { visualBytes: 0, promptBytes: 0 } : (opts.cache ?? {});
+    const visualBytes = c.visualBytes ?? DEFAULT_VISUAL_CACHE_BYTES;
+    const promptBytes = c.promptBytes ?? DEFAULT_PROMPT_CACHE_BYTES;
+    if (visualBytes > 0) this.visualCache = new VisualTokenCache(visualBytes);
+    if (promptBytes > 0 && language) this.promptCache = new PromptCache(promptBytes);
+  }
 
   static async load(spec: ModelSpec, opts: LoadOptions = {}): Promise<MgLlava> {
     const files = resolveModelFiles(spec);
@@ -166,23 +213,90 @@ export class MgLlava {
 
   /**
    * Answer a question, optionally about an image; iterate the stream for tokens as they come,
-   * or await `.result` / `.complete()` for the whole answer.
+   * or await `.result` / `.complete()` for the whole answer. A repeated image (same bytes or
+   * pixels, same boxes) takes its visual tokens from the visual cache; a prompt sharing a
+   * prefix with an earlier turn's (a follow-up with that turn as history) runs only the rest.
    */
   chat(req: ChatRequest): ChatStream {
     const language = this.language;
     if (!language) throw new Error('this model was loaded without its LLM (llm: false)');
-    if (req.boxes && !req.image) throw new InputError('boxes were given without an image');
+    if (req.boxes && req.image === undefined) throw new InputError('boxes were given without an image');
+    const rowCost = this.opts.cache ? this.opts.cache.rowCost : undefined;
     return new ChatStream(async function* (this: MgLlava) {
-      let visual = req.visualTokens;
-      let encodeMs = 0;
-      if (!visual && req.image) {
-        const t0 = performance.now();
-        const image = typeof req.image === 'string' ? await decodeImage(req.image) : req.image;
-        visual = await this.encode(image, req.boxes, req.boxOptions);
-        encodeMs = performance.now() - t0;
+      const signal = req.signal ?? req.generation?.signal;
+      const t0 = performance.now();
+      let span: VisualSpan | undefined;
+      const found: Found = {};
+      if (req.visualTokens) {
+        const v = req.visualTokens;
+        span = { key: this.promptCache ? tokensHash(v) : '', length: v.imageTokens.dims[0]! + v.boxTokens.dims[0]!, tokens: async () => v };
+      } else if (req.image !== undefined && !signal?.aborted) {
+        span = await this.imageSpan(req, found);
       }
-      return yield* chatTurn(language, req, visual, encodeMs);
+      const r = yield* chatTurn(language, { ...req, signal }, span, { promptCache: this.promptCache, rowCost: rowCost ?? DEFAULT_ROW_COST, encodeMs: performance.now() - t0 });
+      const v = found.visual;
+      // Tokens never asked for: the prompt cache covered the image's span, no vision ran.
+      const visualCached = found.hit ?? (found.spanned ? true : undefined);
+      return { ...r, ...(visualCached !== undefined ? { visualCached } : {}), ...(v?.detections ? { detections: v.detections } : {}) };
     }.bind(this));
+  }
+
+  /**
+   * The image's span in the prompt: its key, its length (from the visual cache, or from a
+   * prompt-cache entry holding it, else by encoding it now), its tokens (encoded on demand).
+   */
+  private async imageSpan(req: ChatRequest, found: Found): Promise<VisualSpan> {
+    const input = req.image!;
+    const maxPixels = req.maxPixels ?? DEFAULT_MAX_PIXELS;
+    // A path is read here (its bytes are the key); decodeImage then gives its own errors.
+    let bytes: Uint8Array | RgbImage;
+    if (typeof input === 'string') {
+      try {
+        bytes = await readFile(input);
+      } catch {
+        await decodeImage(input, { maxPixels });
+        throw new InputError(`${input}: cannot read image`, input);
+      }
+    } else {
+      bytes = input;
+    }
+    const name = typeof input === 'string' ? input : undefined;
+    const boxes = req.boxes !== undefined ? req.boxes : this.detectsBoxes ? { detector: this.detectorSettingsKey() } : null;
+    const key = visualKey(imageHash(bytes), boxes, req.boxOptions);
+    const make = async (): Promise<CachedVisual> => {
+      const image = bytes instanceof Uint8Array ? await decodeImage(bytes, { maxPixels, ...(name ? { name } : {}) }) : bytes;
+      const v = await this.encode(image, req.boxes, req.boxOptions);
+      return { imageTokens: v.imageTokens, boxTokens: v.boxTokens, labels: v.labels, ...(v.detections ? { detections: v.detections } : {}), pixels: image.width * image.height };
+    };
+    const get = async (): Promise<CachedVisual> => {
+      if (found.visual) return found.visual;
+      if (this.visualCache) {
+        const r = await this.visualCache.getOrMake(key, maxPixels, make);
+        found.hit = r.hit;
+        found.visual = r.visual;
+      } else {
+        found.hit = false;
+        found.visual = await make();
+      }
+      return found.visual;
+    };
+    // Without the tokens at hand, a prompt-cache entry may know the span's length: then the
+    // image is encoded only if the prompt cache does not cover its span after all.
+    const cached = this.visualCache?.get(key, maxPixels);
+    const length = cached ? undefined : this.promptCache?.visualLength(key);
+    found.spanned = true;
+    if (length !== undefined) return { key, length, tokens: get };
+    const v = await get();
+    return { key, length: v.imageTokens.dims[0]! + v.boxTokens.dims[0]!, tokens: async () => v };
+  }
+
+  /** The detector and its settings, as part of a visual-cache key. */
+  private detectorSettingsKey(): string {
+    const d = this.files.detector!;
+    const tags = this.opts.detection?.tags ?? d.tags;
+    const t = tags === undefined || tags === 'coco' ? 'coco' : Array.isArray(tags) ? JSON.stringify(tags) : `source:${(tags as TagSource).name}`;
+    const threshold = this.opts.detection?.threshold ?? d.threshold ?? DEFAULT_DETECTION_THRESHOLD;
+    return JSON.stringify({ path: d.path, tags: t, threshold, processing: d.processing ?? null });
   }
 
   async release(): Promise<void> {
@@ -190,6 +304,15 @@ export class MgLlava {
     if (this.detectorModel) await (await this.detectorModel).release();
     await this.language?.llm.release();
   }
+}
+
+/** What chat() learnt of its image's visual tokens. */
+interface Found {
+  visual?: CachedVisual;
+  /** Whether they came from the visual cache (undefined: not needed). */
+  hit?: boolean;
+  /** The image's span was made. */
+  spanned?: boolean;
 }
 
 /** [1, ...] -> [...] */

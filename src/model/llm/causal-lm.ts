@@ -124,6 +124,55 @@ export class KvCache {
     this.length = positions;
   }
 
+  /** Bytes the key and value tensors hold (capacity x layers x 2 x kvHeads x headDim x 4). */
+  get bytes(): number {
+    let n = 0;
+    for (const t of this.keys) n += t.data.byteLength;
+    for (const t of this.values) n += t.data.byteLength;
+    return n;
+  }
+
+  /**
+   * Keep the first `length` positions only (a shared prompt prefix). In place the buffers keep
+   * their rows and capacity (the rows past `length` are ignored, and overwritten as it grows
+   * again); a growing cache gets tensors of `length` rows.
+   */
+  truncate(length: number): void {
+    if (!Number.isInteger(length) || length < 0 || length > this.length) throw new RangeError(`KV cache: cannot truncate ${this.length} positions to ${length}`);
+    if (length === this.length) return;
+    if (this.kind === 'grow') {
+      const cut = (t: F32Tensor) => this.rows(t, length, length);
+      this.keys = this.keys.map(cut);
+      this.values = this.values.map(cut);
+    }
+    this.length = length;
+  }
+
+  /**
+   * A new cache holding a copy of the first `length` positions. An in-place copy gets room for
+   * `room` positions (and the usual spare chunk), so that a prompt continuing the prefix fits
+   * without growing again.
+   */
+  clone(length = this.length, room = length): KvCache {
+    if (!Number.isInteger(length) || length < 0 || length > this.length) throw new RangeError(`KV cache: cannot copy ${length} of ${this.length} positions`);
+    const c = new KvCache(this.layers, this.kvHeads, this.headDim, this.kind, this.maxLength);
+    if (length === 0) return c;
+    const cap = this.kind === 'inplace' ? c.capacityFor(Math.max(length, room)) : length;
+    c.keys = this.keys.map((t) => this.rows(t, length, cap));
+    c.values = this.values.map((t) => this.rows(t, length, cap));
+    c.length = length;
+    return c;
+  }
+
+  /** The first `length` rows of a [1, kvHeads, C, headDim] tensor in a new one of `cap` rows. */
+  private rows(t: F32Tensor, length: number, cap: number): F32Tensor {
+    const hd = this.headDim;
+    const old = t.dims[2]!;
+    const data = new Float32Array(this.kvHeads * cap * hd);
+    for (let h = 0; h < this.kvHeads; h++) data.set(t.data.subarray(h * old * hd, (h * old + length) * hd), h * cap * hd);
+    return { dims: [1, this.kvHeads, cap, hd], data };
+  }
+
   /** In-place cache: make room for `positions` positions, keeping the rows held. */
   reserve(positions: number): void {
     if (this.kind !== 'inplace' || positions <= this.capacity) return;
