@@ -82,18 +82,25 @@ export class ChatStream implements AsyncIterable<GeneratedToken> {
     if (this.started) throw new Error('a chat stream can be iterated once');
     this.started = true;
     const it = this.source();
+    let done = false;
     try {
       for (;;) {
         const r = await it.next();
         if (r.done) {
+          done = true;
           this.resolve(r.value);
           return;
         }
         yield r.value;
       }
     } catch (e) {
+      done = true;
       this.reject(e);
       throw e;
+    } finally {
+      // The caller left early: end the turn too (no further token is computed; what it ran
+      // goes to the prompt cache). `result` then never settles.
+      if (!done) await it.return(undefined as unknown as ChatResult);
     }
   }
 

@@ -334,3 +334,17 @@ test('visual cache off: a follow-up covered by the prompt cache runs no vision; 
   assert.equal(r3.cachedTokens, 0);
   assert.deepEqual(r3.ids, (await ask(off, { image: BYTES, boxes: b, prompt: Q1, system: 'Be brief.' })).ids);
 });
+
+test('a caller leaving the stream early ends the turn; what it ran is kept for the next', async () => {
+  const on = await model();
+  const b = await boxes();
+  let n = 0;
+  for await (const t of on.chat({ image: BYTES, boxes: b, prompt: Q1, generation: { ...GREEDY, maxNewTokens: 50 } })) {
+    void t;
+    if (++n === 3) break;
+  }
+  assert.equal(on.promptCache!.size, 1);
+  const again = await ask(on, { image: BYTES, boxes: b, prompt: Q1 });
+  assert.equal(again.cachedTokens, 721);
+  assert.deepEqual(again.ids, casesJson()['C.greedy_ids']);
+});
