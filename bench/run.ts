@@ -1,5 +1,6 @@
 // `npm run bench [-- --preset full|small] [--json] [--threads N] [--models a,b] [--cache DIR]
 //                 [--llm-format q4|q4-zp|float] [--no-peers] [--no-docs]`
+// `npm run bench -- --serve [--preset small|full] ...`: the server under load (bench/serve.ts).
 //
 // MG-LLaVA at real sizes (random weights, written once into a cache folder outside the
 // repository) against the stacks one would use instead, on the same machine, shapes and thread
@@ -13,6 +14,7 @@ import { ROOT, defaultCache, runBench } from './orchestrate.js';
 import { PRESETS, Preset } from './presets.js';
 import { LLM_FORMATS, LlmFormat } from './our-llm.js';
 import { detailTable, ratioTable, writeDocs } from './report.js';
+import { runServeBench } from './serve.js';
 
 function parseArgs(argv: string[]) {
   const o = {
@@ -57,6 +59,15 @@ function parseArgs(argv: string[]) {
 }
 
 async function main(): Promise<void> {
+  if (process.argv.includes('--serve')) {
+    try {
+      await runServeBench(process.argv.slice(2));
+    } catch (e) {
+      process.stderr.write(`bench: ${(e as Error).message}\n`);
+      process.exit(1);
+    }
+    return;
+  }
   let o: ReturnType<typeof parseArgs>;
   try {
     o = parseArgs(process.argv.slice(2));
