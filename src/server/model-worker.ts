@@ -11,7 +11,6 @@ import { toDetections } from '../detect/owlv2.js';
 import { readLlmFolderConfig } from '../model/llm/causal-lm.js';
 import { MgLlava } from '../model/mg-llava.js';
 import type { Detections } from '../preprocess/boxes.js';
-import { decodeImage } from '../preprocess/decode.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
 import type { FromWorker, ToWorker, WorkerInit, WorkerJob, WorkerResult, WorkerTokenLogprob } from './protocol.js';
 
@@ -39,7 +38,7 @@ async function main(): Promise<void> {
 
   const queue: { id: number; job: WorkerJob }[] = [];
   const cancelled = new Set<number>();
-  let running: number | undefined;
+  let running: { id: number; abort: AbortController } | undefined;
   let closing = false;
 
   const tokenText = (id: number) => tokenizer.decode([id]);
@@ -48,34 +47,17 @@ async function main(): Promise<void> {
     return { token, logprob, bytes: [...Buffer.from(token, 'utf8')] };
   };
 
-  async function run(id: number, job: WorkerJob): Promise<WorkerResult> {
-    let visual;
-    let boxesOut: WorkerResult['boxes'];
-    let encodeMs = 0;
-    if (job.image) {
-      const t0 = performance.now();
-      const image = await decodeImage(job.image, { name: 'the image', maxPixels: init.maxPixels });
-      let boxes: Detections | null | undefined = job.boxes;
-      if (!boxes) {
-        if (job.detect === true && !model.detectsBoxes) throw new InputError('this server has no detector configured (mgllava.detect)');
-        if (job.detect !== false && model.detectsBoxes) {
-          boxes = toDetections(await model.detectObjects(image));
-          boxesOut = detectionsOut(boxes, true);
-        } else {
-          boxes = null;
-        }
-      } else {
-        boxesOut = detectionsOut(boxes, false);
-      }
-      visual = await model.encode(image, boxes, { limit: job.boxLimit });
-      encodeMs = performance.now() - t0;
-    }
+  async function run(id: number, job: WorkerJob, signal: AbortSignal): Promise<WorkerResult> {
+    if (job.detect === true && !model.detectsBoxes) throw new InputError('this server has no detector configured (mgllava.detect)');
+    // Boxes given, or none (detect: false), or the detector's when one is configured.
+    const boxes: Detections | null | undefined = job.boxes ?? (job.detect === false || !model.detectsBoxes ? null : undefined);
     const g = job.generation;
     const stream = model.chat({
       prompt: job.prompt,
       history: job.history,
       ...(job.system !== undefined ? { system: job.system } : {}),
-      ...(visual ? { visualTokens: visual } : {}),
+      ...(job.image ? { image: job.image, boxes, boxOptions: { limit: job.boxLimit }, maxPixels: init.maxPixels } : {}),
+      signal,
       generation: {
         ...(g.maxNewTokens !== undefined ? { maxNewTokens: g.maxNewTokens } : {}),
         temperature: g.temperature,
@@ -86,29 +68,21 @@ async function main(): Promise<void> {
         ...(g.stop.length ? { stopWords: [...model.template!.stopWords, ...g.stop] } : {}),
       },
     });
-    let n = 0;
-    let text = '';
-    const t1 = performance.now();
     for await (const t of stream) {
-      n++;
-      text += t.text;
       let logprob: WorkerTokenLogprob | undefined;
       if (g.topLogprobs !== null) logprob = { ...logprobJson(t.id, t.logprob), top_logprobs: t.top.slice(0, g.topLogprobs).map((x) => logprobJson(x.id, x.logprob)) };
       post({ type: 'token', id, text: t.text, ...(logprob ? { logprob } : {}) });
-      if (cancelled.has(id)) {
-        // Leaving the loop ends the generator: no further token is computed.
-        return { text, finishReason: 'abort', promptTokens: 0, completionTokens: n, cachedTokens: 0, timings: { encodeMs, prefillMs: 0, decodeTokensPerS: 0, decodeMs: performance.now() - t1 }, ...(boxesOut ? { boxes: boxesOut } : {}) };
-      }
     }
     const r = await stream.result;
+    const used = job.boxes ? detectionsOut(job.boxes, false) : r.detections ? detectionsOut(toDetections(r.detections), true) : undefined;
     return {
       text: r.text,
-      finishReason: r.finishReason === 'length' ? 'length' : 'stop',
+      finishReason: r.finishReason === 'length' ? 'length' : r.finishReason === 'abort' ? 'abort' : 'stop',
       promptTokens: r.promptTokens,
       completionTokens: r.ids.length,
-      cachedTokens: (r as { cachedTokens?: number }).cachedTokens ?? 0,
-      timings: { encodeMs, prefillMs: r.timings.prefillMs, decodeTokensPerS: r.timings.decodeTokensPerS, decodeMs: r.decodeSeconds * 1000 },
-      ...(boxesOut ? { boxes: boxesOut } : {}),
+      cachedTokens: r.cachedTokens,
+      timings: { encodeMs: r.timings.encodeMs, prefillMs: r.timings.prefillMs, decodeTokensPerS: r.timings.decodeTokensPerS, decodeMs: r.decodeSeconds * 1000 },
+      ...(used ? { boxes: used } : {}),
     };
   }
 
@@ -122,10 +96,10 @@ async function main(): Promise<void> {
       }
       return;
     }
-    running = next.id;
+    running = { id: next.id, abort: new AbortController() };
     try {
-      if (cancelled.has(next.id)) throw new InputError('cancelled');
-      post({ type: 'done', id: next.id, result: await run(next.id, next.job) });
+      if (cancelled.has(next.id)) running.abort.abort();
+      post({ type: 'done', id: next.id, result: await run(next.id, next.job, running.abort.signal) });
     } catch (e) {
       post({ type: 'error', id: next.id, message: (e as Error).message, input: e instanceof InputError });
     } finally {
@@ -141,6 +115,7 @@ async function main(): Promise<void> {
       void pump();
     } else if (m.type === 'cancel') {
       cancelled.add(m.id);
+      if (running?.id === m.id) running.abort.abort();
     } else if (m.type === 'close') {
       closing = true;
       for (const q of queue) cancelled.add(q.id);

@@ -202,3 +202,31 @@ test('serve CLI: ready on a free port, answers, and SIGTERM stops it cleanly', a
   assert.equal(code, 0, err);
   assert.match(err, /SIGTERM: stopping/);
 });
+
+test('serve: a follow-up about the same image reuses the prompt cache and answers as a full re-prefill does', async () => {
+  const { client } = await up();
+  const body = (messages: OpenAI.Chat.Completions.ChatCompletionMessageParam[]) =>
+    ({ model: 'mgllava', messages, max_tokens: 8, temperature: 0, mgllava: { boxes: BOXES } }) as OpenAI.Chat.Completions.ChatCompletionCreateParamsNonStreaming;
+  const q1 = imageMessage('What is in the picture?');
+  const a1 = await client.chat.completions.create(body(q1));
+  const turn2 = [...q1, { role: 'assistant' as const, content: a1.choices[0]!.message.content! }, { role: 'user' as const, content: 'And what colour is it?' }];
+  const a2 = await client.chat.completions.create(body(turn2));
+  const cached = a2.usage!.prompt_tokens_details!.cached_tokens!;
+  assert.ok(cached > 576 && cached < a2.usage!.prompt_tokens, `cached ${cached} of ${a2.usage!.prompt_tokens}`);
+  assert.equal((a2 as unknown as { mgllava: { timings: { encode_ms: number } } }).mgllava.timings.encode_ms < 50, true, 'the image was encoded again');
+  // The same conversation on a model without caches.
+  const { MgLlava } = await import('../../src/model/mg-llava.js');
+  const { parseBoxJson } = await import('../../src/preprocess/boxes.js');
+  const fresh = await MgLlava.load({ model: join(TINY, 'mgllava') }, { cache: false });
+  try {
+    const r = await fresh.chat({
+      prompt: 'And what colour is it?', history: [{ question: 'What is in the picture?', answer: a1.choices[0]!.message.content! }],
+      image: readFileSync(IMAGE), boxes: parseBoxJson(JSON.stringify(BOXES), 'boxes'), generation: { maxNewTokens: 8, temperature: 0 },
+    }).complete();
+    assert.equal(r.cachedTokens, 0);
+    assert.equal(a2.choices[0]!.message.content, r.text);
+    assert.equal(a2.usage!.prompt_tokens, r.promptTokens);
+  } finally {
+    await fresh.release();
+  }
+});
