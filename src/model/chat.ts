@@ -130,19 +130,10 @@ export interface VisualSpan {
 export interface TurnOptions {
   /** Reuse and keep KV caches of earlier turns' sequences. */
   promptCache?: PromptCache;
-  /**
-   * In-place cache: a prompt continuing cached rows runs one position at a time
-   * (causal-lm.ts forwardEach); this is what one such position costs in positions of a
-   * prefill from the start. The cache is used only when rows x rowCost <= the prompt's
-   * length, else the whole prompt is prefilled (default 6: measured 3.5-10, see
-   * docs/serving-cache.md).
-   */
-  rowCost?: number;
   /** Time already spent producing the image's tokens (ms). */
   encodeMs?: number;
 }
 
-export const DEFAULT_ROW_COST = 6;
 
 /**
  * Generate the answer to `input.prompt`. With an image, the first question gets `<image>\n`
@@ -176,9 +167,7 @@ export async function* chatTurn(parts: ChatParts, input: ChatInput, image?: Imag
   let reused = 0;
   if (pc) {
     const m = pc.find(seq);
-    let n = spanStart(seq, Math.min(m.shared, promptTokens - 1));
-    const rows = promptTokens - n;
-    if (n > 0 && llm.cacheKind === 'inplace' && rows > 1 && rows * (opts.rowCost ?? DEFAULT_ROW_COST) > promptTokens) n = 0;
+    const n = spanStart(seq, Math.min(m.shared, promptTokens - 1));
     if (n > 0) {
       cache = pc.take(m, n, promptTokens);
       reused = n;
@@ -201,23 +190,10 @@ export async function* chatTurn(parts: ChatParts, input: ChatInput, image?: Imag
     }
     if (signal?.aborted) return abortResult(promptTokens, reused, encodeMs);
     const embeds = await embedFrom(llm, seq, reused, visual);
-    const H = llm.config.hiddenSize;
-    const rows = promptTokens - reused;
     const t0 = performance.now();
-    let first!: F32Tensor;
     intact = false;
-    if (reused === 0 || llm.cacheKind === 'grow') {
-      first = await llm.forward(embeds, cache);
-    } else {
-      // One position at a time (what forward() does here), so that an abort stops between them.
-      for (let s = 0; s < rows; s++) {
-        if (s > 0 && signal?.aborted) {
-          intact = true;
-          return abortResult(promptTokens, reused, encodeMs, performance.now() - t0, s);
-        }
-        first = await llm.forward({ dims: [1, H], data: embeds.data.subarray(s * H, (s + 1) * H) }, cache);
-      }
-    }
+    // The rows after the reused ones in one run (decoder.ts chunk branch at P > 0).
+    const first = await llm.forward(embeds, cache);
     intact = true;
     const prefillMs = performance.now() - t0;
     const kv = cache;
@@ -240,7 +216,7 @@ export async function* chatTurn(parts: ChatParts, input: ChatInput, image?: Imag
       ...res,
       promptTokens,
       cachedTokens: reused,
-      timings: { encodeMs, prefillMs, prefillTokens: rows, decodeTokensPerS: res.decodeSeconds > 0 ? steps / res.decodeSeconds : 0 },
+      timings: { encodeMs, prefillMs, prefillTokens: promptTokens - reused, decodeTokensPerS: res.decodeSeconds > 0 ? steps / res.decodeSeconds : 0 },
     };
   } finally {
     if (pc && intact) {

@@ -16,7 +16,7 @@ import { ModelFiles, ModelSpec, resolveModelFiles } from './model-files.js';
 import { VisionModel, VisionOptions } from './mg-llava-vision.js';
 import { loadVisionModel } from './load-vision.js';
 import { CausalLM } from './llm/causal-lm.js';
-import { ChatInput, ChatStream, DEFAULT_ROW_COST, VisualSpan, chatTurn } from './chat.js';
+import { ChatInput, ChatStream, VisualSpan, chatTurn } from './chat.js';
 import { PromptCache } from './prompt-cache.js';
 import { CachedVisual, VisualTokenCache, imageHash, tokensHash, visualKey } from './visual-cache-lru.js';
 import { DEFAULT_DETECTION_THRESHOLD, DetectionResult, Owlv2Detector, checkThreshold, toDetections } from '../detect/owlv2.js';
@@ -66,8 +66,6 @@ export interface CacheOptions {
    * LLaMA-3-8B (8 kv heads), so 2 GiB is ~2 image conversations of 7B.
    */
   promptBytes?: number;
-  /** See TurnOptions.rowCost (model/chat.ts): when cached rows are worth continuing one position at a time. */
-  rowCost?: number;
 }
 
 export const DEFAULT_VISUAL_CACHE_BYTES = 256 * 2 ** 20;
@@ -221,7 +219,6 @@ export class MgLlava {
     const language = this.language;
     if (!language) throw new Error('this model was loaded without its LLM (llm: false)');
     if (req.boxes && req.image === undefined) throw new InputError('boxes were given without an image');
-    const rowCost = this.opts.cache ? this.opts.cache.rowCost : undefined;
     return new ChatStream(async function* (this: MgLlava) {
       const signal = req.signal ?? req.generation?.signal;
       const t0 = performance.now();
@@ -233,7 +230,7 @@ export class MgLlava {
       } else if (req.image !== undefined && !signal?.aborted) {
         span = await this.imageSpan(req, found);
       }
-      const r = yield* chatTurn(language, { ...req, signal }, span, { promptCache: this.promptCache, rowCost: rowCost ?? DEFAULT_ROW_COST, encodeMs: performance.now() - t0 });
+      const r = yield* chatTurn(language, { ...req, signal }, span, { promptCache: this.promptCache, encodeMs: performance.now() - t0 });
       const v = found.visual;
       // Tokens never asked for: the prompt cache covered the image's span, no vision ran.
       const visualCached = found.hit ?? (found.spanned ? true : undefined);

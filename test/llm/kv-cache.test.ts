@@ -101,6 +101,9 @@ test(`Phi-3 sliding window (${attention} attention): a query sees the last \`sli
     assert.ok(relErr(full.data.subarray(12 * V, 13 * V), two.data) > 1e-3, 'the window reaches back further than a 1-wide one');
     // The windowed cache path (one token at a time) agrees with the windowed prefill.
     const eSteps = relErr(await chunked(lm, x, [5, ...Array(32).fill(1)]), full.data);
+    const eChunks = relErr(await chunked(lm, x, [4, 7, 1, 9, 16]), full.data);
+    t.diagnostic(`window 2, chunks after cached rows: ${eChunks.toExponential(2)}`);
+    assert.ok(eChunks < TOL);
     t.diagnostic(`window 2, decoding token by token: ${eSteps.toExponential(2)}`);
     assert.ok(eSteps < TOL);
   });

@@ -316,13 +316,10 @@ export class CausalLM {
     };
     let out: Record<string, F32Tensor>;
     if (cache.kind === 'inplace') {
-      // The decoder merges the new rows' attention with the cached rows' only one query at a
-      // time once rows are cached (decoder.ts): a later chunk of several goes token by token.
       // (Both checks refuse a chunk that cannot fit before running any of it.)
       const fresh = cache.length === 0;
       const spare = fresh ? cache.capacityFor(S) - S : 0;
       if (!fresh) cache.reserve(cache.length + S);
-      if (!fresh && S > 1) return this.forwardEach(embeds.data, S, cache, opts);
       // onnxruntime reads the buffers without a copy and returns the S new rows, written here;
       // a prompt's rows come padded to the whole capacity and become the buffers (fresh memory
       // is slow to touch: writing them into a new buffer cost seconds at a 666-token prompt).
@@ -363,19 +360,6 @@ export class CausalLM {
     }
     const logits = out[NAMES.logits]!;
     return { dims: [logits.dims[1]!, c.vocabSize], data: logits.data };
-  }
-
-  /** forward() of S rows one at a time (in-place cache with rows already held). */
-  private async forwardEach(data: Float32Array, S: number, cache: KvCache, opts: ForwardOptions): Promise<F32Tensor> {
-    const H = this.config.hiddenSize;
-    const V = this.config.vocabSize;
-    const all = opts.allLogits ? new Float32Array(S * V) : undefined;
-    let last!: F32Tensor;
-    for (let s = 0; s < S; s++) {
-      last = await this.forward({ dims: [1, H], data: data.subarray(s * H, (s + 1) * H) }, cache);
-      all?.set(last.data, s * V);
-    }
-    return all ? { dims: [S, V], data: all } : last;
   }
 
   /** Writes the decoder's profile (when loaded with `profilePrefix`). */

@@ -13,9 +13,10 @@
 //   new_key.i / new_value.i [1, kvHeads, S, headDim], which the caller writes into its buffer.
 //   Each layer's attention is an If with two branches, so that a run executes only the nodes
 //   of its case: S = 1 (a decode step), the new query against the P cached rows read where
-//   they lie and its own row, one softmax over both, from MatMul/Softmax pieces; S > 1 (a
-//   prompt, at P = 0 only: CausalLM runs longer inputs on a filled cache one row at a time),
-//   the rows among themselves by onnxruntime's com.microsoft GroupQueryAttention (causal).
+//   they lie and its own row, one softmax over both, from MatMul/Softmax pieces; S > 1 at P = 0
+//   (a prompt), the rows among themselves by onnxruntime's com.microsoft GroupQueryAttention
+//   (causal); S > 1 at P > 0 (a follow-up's new rows after a cached prefix), the S queries
+//   against the cached rows and each other from the same plain pieces (chunkAttention).
 //   Nothing is copied per token but the S new rows. (Until 2026-11-28 one path served both:
 //   GroupQueryAttention among the new rows, merged with the cached part through log-sum-exps;
 //   ~40 nodes per layer at every decode step where the S = 1 branch has ~25.)
@@ -146,6 +147,8 @@ export function buildDecoderGraph(store: WeightStore, c: LlmConfig, opts: Decode
   const mask = kind === 'ops' ? causalMask(g, c, P, total) : undefined;
   // In-place cache: one new row (decode) or a prompt at P = 0, told apart once per run.
   const oneRow = cache === 'inplace' ? g.op1('Equal', [S, g.constI64([1])], {}, { name: 'one_new_row' }) : undefined; // bool [1]
+  // Several rows: a prompt (no cached rows) or a chunk after cached ones.
+  const fresh = cache === 'inplace' ? g.op1('Equal', [P, g.constI64([0])], {}, { name: 'no_cached_rows' }) : undefined; // bool [1]
   const cachedRows = cache === 'inplace' ? oneRowCachedRows(g, c, P, past[0]!.k) : undefined;
 
   const gqaAttrs: Record<string, number> = { num_heads: c.heads, kv_num_heads: c.kvHeads };
@@ -170,12 +173,19 @@ export function buildDecoderGraph(store: WeightStore, c: LlmConfig, opts: Decode
       const one = g.branch(`${name}.one_row`);
       const r = oneRowAttention(one, c, qr, kr, v, past[i]!, cachedRows!, padRows!, name);
       for (const x of [r.att, r.newK, r.newV]) one.output(x, x.name);
-      const rows = g.branch(`${name}.prompt_rows`);
+      const many = g.branch(`${name}.many_rows`);
+      const rows = many.branch(`${name}.prompt_rows`);
       const [onPrompt, newK, newV] = rows.op('GroupQueryAttention', [qr, kr, v, null, null, seqlensK, totalLen], gqaAttrs,
         { domain: MS_DOMAIN, outputs: 3, name: `${name}.gqa` });
       const promptOut = [onPrompt!, rows.op1('Pad', [newK!, padRows!], {}, { name: `${name}.pad_key` }), rows.op1('Pad', [newV!, padRows!], {}, { name: `${name}.pad_value` })];
       for (const x of promptOut) rows.output(x, x.name);
-      const [a0, k0, v0] = g.op('If', [oneRow!], { then_branch: { graph: one }, else_branch: { graph: rows } }, { outputs: 3, name: `${name}.attention` });
+      // Several rows after cached ones (a follow-up's new part): all at once, from plain ops.
+      const chunk = many.branch(`${name}.chunk_rows`);
+      const cr = chunkAttention(chunk, c, qr, kr, v, past[i]!, P, padRows!, name);
+      for (const x of [cr.att, cr.newK, cr.newV]) chunk.output(x, x.name);
+      const [m0, m1, m2] = many.op('If', [fresh!], { then_branch: { graph: rows }, else_branch: { graph: chunk } }, { outputs: 3, name: `${name}.rows_attention` });
+      for (const x of [m0!, m1!, m2!]) many.output(x, x.name);
+      const [a0, k0, v0] = g.op('If', [oneRow!], { then_branch: { graph: one }, else_branch: { graph: many } }, { outputs: 3, name: `${name}.attention` });
       g.output(k0!, NAMES.newKey(i), 'F32', [1, c.kvHeads, 'rows', c.headDim]);
       g.output(v0!, NAMES.newValue(i), 'F32', [1, c.kvHeads, 'rows', c.headDim]);
       att = a0!;
@@ -289,6 +299,58 @@ function oneRowAttention(g: Graph, c: LlmConfig, q: Value, k: Value, v: Value, p
     att: g.op1('Reshape', [out, I([1, 1, c.heads * hd])], {}, { name: `${name}.attn` }),
     newK: g.op1('Pad', [k4, padRows], {}, { name: `${name}.new_key` }),
     newV: g.op1('Pad', [v4, padRows], {}, { name: `${name}.new_value` }),
+  };
+}
+
+/**
+ * Attention of S new queries q [1, S, heads*hd] (rotated, at positions P..P+S-1) over the P
+ * cached rows of the buffers (past [1, kvH, C, hd], read where they lie) and their own keys and
+ * values k, v [1, S, kvH*hd], causally: one softmax over both parts, as oneRowAttention does for
+ * one row. Queries are grouped by kv head as rows s*rep + r of [1, kvH, S*rep, hd]. Masks allow
+ * cached row j < P and own row t <= s, and with a sliding window W only keys within W of the
+ * query (position - key < W, as HF). -> the output [1, S, heads*hd] and the new key and value
+ * rows [1, kvH, S + R, hd] (R = spare zero rows).
+ */
+function chunkAttention(g: Graph, c: LlmConfig, q: Value, k: Value, v: Value, past: { k: Value; v: Value }, P: Value, padRows: Value, name: string) {
+  const hd = c.headDim;
+  const kvH = c.kvHeads;
+  const rep = c.heads / kvH;
+  const I = (x: number[]) => g.constI64(x);
+  const scalar = (x: number) => g.constI64([x], []);
+  const sq = (x: Value) => g.op1('Squeeze', [x, I([0])]);
+  const S = g.op1('Shape', [q], { start: 1, end: 2 }); // [1]
+  const C = g.op1('Shape', [past.k], { start: 2, end: 3 }); // [1]
+  // [1, S, heads*hd] -> [1, kvH, S*rep, hd], row s*rep + r.
+  const q5 = g.op1('Transpose', [g.op1('Reshape', [g.op1('Mul', [q, g.constF32([1 / Math.sqrt(hd)], [])]), I([1, -1, kvH, rep, hd])])], { perm: [0, 2, 1, 3, 4] });
+  const qq = g.op1('Reshape', [q5, I([1, kvH, -1, hd])]);
+  const kk = g.op1('Transpose', [g.op1('Reshape', [k, I([1, -1, kvH, hd])])], { perm: [0, 2, 1, 3] }); // [1, kvH, S, hd]
+  const vv = g.op1('Transpose', [g.op1('Reshape', [v, I([1, -1, kvH, hd])])], { perm: [0, 2, 1, 3] });
+  // The query's index s of each row, and its position P + s: [S*rep, 1].
+  const rowsN = g.op1('Mul', [sq(S), scalar(rep)]);
+  const s = g.op1('Unsqueeze', [g.op1('Div', [g.op1('Range', [scalar(0), rowsN, scalar(1)]), scalar(rep)]), I([1])]);
+  const pos = g.op1('Add', [s, P]);
+  const j = g.op1('Unsqueeze', [g.op1('Range', [scalar(0), sq(C), scalar(1)]), I([0])]); // [1, C]
+  const t = g.op1('Unsqueeze', [g.op1('Range', [scalar(0), sq(S), scalar(1)]), I([0])]); // [1, S]
+  let cachedOk = g.op1('Less', [j, P]); // [1, C]
+  let ownOk = g.op1('LessOrEqual', [t, s]); // [S*rep, S]
+  if (c.slidingWindow !== undefined) {
+    const W = scalar(c.slidingWindow);
+    cachedOk = g.op1('And', [cachedOk, g.op1('Less', [g.op1('Sub', [pos, j]), W])]); // [S*rep, C]
+    ownOk = g.op1('And', [ownOk, g.op1('Less', [g.op1('Sub', [s, t]), W])]);
+  }
+  const floor = g.constF32([-1e30], []);
+  // K q^T as in the one-row case (K's rows read where they lie), then to [1, kvH, S*rep, C].
+  const cachedScores = g.op1('Transpose', [g.op1('MatMul', [past.k, g.op1('Transpose', [qq], { perm: [0, 1, 3, 2] })])], { perm: [0, 1, 3, 2] }, { name: `${name}.chunk_cached_scores` });
+  const ownScores = g.op1('MatMul', [qq, g.op1('Transpose', [kk], { perm: [0, 1, 3, 2] })]); // [1, kvH, S*rep, S]
+  const scores = g.op1('Concat', [g.op1('Where', [cachedOk, cachedScores, floor]), g.op1('Where', [ownOk, ownScores, floor])], { axis: -1 });
+  const probs = g.op1('Softmax', [scores], { axis: -1 });
+  const [pCached, pOwn] = g.op('Split', [probs, g.op1('Concat', [C, S], { axis: 0 })], { axis: -1 }, { outputs: 2 });
+  const out = g.op1('Add', [g.op1('MatMul', [pCached!, past.v]), g.op1('MatMul', [pOwn!, vv])]); // [1, kvH, S*rep, hd]
+  const back = g.op1('Transpose', [g.op1('Reshape', [out, I([1, kvH, -1, rep, hd])])], { perm: [0, 2, 1, 3, 4] }); // [1, S, kvH, rep, hd]
+  return {
+    att: g.op1('Reshape', [back, I([1, -1, c.heads * hd])], {}, { name: `${name}.chunk_attn` }),
+    newK: g.op1('Pad', [kk, padRows], {}, { name: `${name}.chunk_key` }),
+    newV: g.op1('Pad', [vv, padRows], {}, { name: `${name}.chunk_value` }),
   };
 }
 
