@@ -54,6 +54,11 @@ export interface CausalLMOptions {
   packedCache?: string | false;
   /** Told when the packed cache was asked for and not used. */
   onNote?: (message: string) => void;
+  /**
+   * In-place cache: conversations `forwardBatch` decodes in one run (default 1). Their rows go
+   * through every linear together, so the weights are read once per step for all of them.
+   */
+  batchSlots?: number;
 }
 
 export interface ForwardOptions {
@@ -206,6 +211,8 @@ export class CausalLM {
     readonly cacheKind: 'inplace' | 'grow',
     /** Set when the weights are block-quantized (a folder written by `mgllava quantize`). */
     readonly quantization?: QuantizationInfo,
+    /** Conversations forwardBatch can decode in one run (1: no batch inputs in the graph). */
+    readonly batchSlots = 1,
   ) {}
 
   /**
@@ -251,6 +258,7 @@ export class CausalLM {
       attention: opts.attention,
       cache: opts.kvCache,
       quantization: q && { bits: q.bits, blockSize: q.blockSize, accuracyLevel: opts.accuracyLevel ?? 4 },
+      batchSlots: opts.batchSlots,
     };
     const kinds = decoderKinds(config, dopts);
     // Build both graphs first so a missing or misshapen tensor fails before any session starts.
@@ -258,7 +266,8 @@ export class CausalLM {
     const dg = buildDecoderGraph(store, config, dopts);
     const embed = await session(eg);
     try {
-      return new CausalLM(config, embed, await session(dg, q !== undefined, opts.profilePrefix), kinds.cache, q);
+      const slots = kinds.cache === 'inplace' ? Math.max(1, opts.batchSlots ?? 1) : 1;
+      return new CausalLM(config, embed, await session(dg, q !== undefined, opts.profilePrefix), kinds.cache, q, slots);
     } catch (e) {
       await embed.release();
       throw e;
@@ -326,6 +335,7 @@ export class CausalLM {
       // Before any row is cached a one-row stand-in (hidden by past_length = 0) will do.
       feeds[NAMES.pastLength] = { dims: [1], data: BigInt64Array.of(BigInt(cache.length)) };
       feeds[NAMES.spareRows] = { dims: [1], data: BigInt64Array.of(BigInt(spare)) };
+      this.idleSlots(feeds, 1);
       const outputs: string[] = [NAMES.logits];
       const none: F32Tensor = { dims: [1, c.kvHeads, 1, c.headDim], data: new Float32Array(c.kvHeads * c.headDim) };
       for (let i = 0; i < c.layers; i++) {
@@ -360,6 +370,87 @@ export class CausalLM {
     }
     const logits = out[NAMES.logits]!;
     return { dims: [logits.dims[1]!, c.vocabSize], data: logits.data };
+  }
+
+  /** Batch inputs of a graph with slots: off (batch 0), slots from `from` on as one-row stand-ins. */
+  private idleSlots(feeds: Record<string, Feed>, from: number): void {
+    if (this.batchSlots <= 1) return;
+    const c = this.config;
+    if (from === 1) feeds[NAMES.batch] = { dims: [1], data: BigInt64Array.of(0n) };
+    this.standIn ??= { dims: [1, c.kvHeads, 1, c.headDim], data: new Float32Array(c.kvHeads * c.headDim) };
+    for (let b = from; b < this.batchSlots; b++) {
+      feeds[NAMES.slotLength(b)] = { dims: [1], data: BigInt64Array.of(0n) };
+      for (let i = 0; i < c.layers; i++) {
+        feeds[NAMES.slotKey(i, b)] = this.standIn;
+        feeds[NAMES.slotValue(i, b)] = this.standIn;
+      }
+    }
+  }
+
+  private standIn?: F32Tensor;
+
+  /**
+   * One decode step for several conversations in one run: each item's embeddings [1, H] at its
+   * cache's next position -> its logits [1, V]; each cache grows by one. Up to `batchSlots`
+   * items (a graph built with that many slots, in-place cache); one item is a plain forward().
+   */
+  async forwardBatch(items: readonly { embeds: F32Tensor; cache: KvCache }[]): Promise<F32Tensor[]> {
+    const c = this.config;
+    const n = items.length;
+    if (n === 0) return [];
+    if (n === 1) return [await this.forward(items[0]!.embeds, items[0]!.cache)];
+    if (this.cacheKind !== 'inplace' || n > this.batchSlots) throw new Error(`forwardBatch: ${n} items, the decoder has ${this.batchSlots} batch slots (${this.cacheKind} cache)`);
+    const N = this.batchSlots;
+    const H = c.hiddenSize;
+    const rows = new Float32Array(N * H);
+    items.forEach((it, b) => {
+      if (it.embeds.data.length !== H) throw new InputError(`forwardBatch: item ${b} has embeddings of ${it.embeds.data.length} values, expected one row of ${H}`);
+      if (it.cache.length === 0) throw new Error('forwardBatch: every cache must hold its prompt already');
+      if (it.cache.length + 1 > c.maxPositions) throw contextError(it.cache.length, 1, c.maxPositions);
+      rows.set(it.embeds.data, b * H);
+    });
+    if (new Set(items.map((it) => it.cache)).size !== n) throw new Error('forwardBatch: a cache appears twice');
+    for (const it of items) it.cache.reserve(it.cache.length + 1);
+    const feeds: Record<string, Feed> = {
+      [NAMES.embeds]: { dims: [1, N, H], data: rows },
+      [NAMES.logitsFrom]: { dims: [1], data: BigInt64Array.of(0n) },
+      [NAMES.pastLength]: { dims: [1], data: BigInt64Array.of(BigInt(items[0]!.cache.length)) },
+      [NAMES.spareRows]: { dims: [1], data: BigInt64Array.of(0n) },
+      [NAMES.batch]: { dims: [1], data: BigInt64Array.of(1n) },
+    };
+    this.idleSlots(feeds, n);
+    const outputs: string[] = [NAMES.logits];
+    for (let i = 0; i < c.layers; i++) {
+      feeds[NAMES.pastKey(i)] = items[0]!.cache.keys[i]!;
+      feeds[NAMES.pastValue(i)] = items[0]!.cache.values[i]!;
+      outputs.push(NAMES.newKey(i), NAMES.newValue(i));
+    }
+    for (let b = 1; b < n; b++) {
+      const cache = items[b]!.cache;
+      feeds[NAMES.slotLength(b)] = { dims: [1], data: BigInt64Array.of(BigInt(cache.length)) };
+      for (let i = 0; i < c.layers; i++) {
+        feeds[NAMES.slotKey(i, b)] = cache.keys[i]!;
+        feeds[NAMES.slotValue(i, b)] = cache.values[i]!;
+      }
+    }
+    const out = await this.decoderSession.run(feeds, outputs);
+    // New rows [1, kvH, N, hd]: row b belongs to item b's cache.
+    const hd = c.headDim;
+    const rowOf = (t: F32Tensor, b: number): F32Tensor => {
+      const data = new Float32Array(c.kvHeads * hd);
+      for (let h = 0; h < c.kvHeads; h++) data.set(t.data.subarray((h * N + b) * hd, (h * N + b + 1) * hd), h * hd);
+      return { dims: [1, c.kvHeads, 1, hd], data };
+    };
+    items.forEach((it, b) => {
+      for (let i = 0; i < c.layers; i++) {
+        it.cache.write(it.cache.keys[i]!, rowOf(out[NAMES.newKey(i)]!, b));
+        it.cache.write(it.cache.values[i]!, rowOf(out[NAMES.newValue(i)]!, b));
+      }
+      it.cache.length += 1;
+    });
+    const logits = out[NAMES.logits]!;
+    const V = c.vocabSize;
+    return items.map((_, b) => ({ dims: [1, V], data: logits.data.slice(b * V, (b + 1) * V) }));
   }
 
   /** Writes the decoder's profile (when loaded with `profilePrefix`). */

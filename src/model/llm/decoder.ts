@@ -64,6 +64,12 @@ export const NAMES = {
   pastValue: (i: number) => `past_value.${i}`,
   presentKey: (i: number) => `present_key.${i}`,
   presentValue: (i: number) => `present_value.${i}`,
+  /** Batched decoding (DecoderOptions.batchSlots > 1): int64 [1], 1 = one row per slot's cache. */
+  batch: 'batch',
+  /** Slot b >= 1's cache buffers and length (slot 0 uses past_key.i / past_length). */
+  slotKey: (i: number, b: number) => `past_key.${i}.slot${b}`,
+  slotValue: (i: number, b: number) => `past_value.${i}.slot${b}`,
+  slotLength: (b: number) => `past_length.slot${b}`,
 } as const;
 
 const LAYOUTS: Record<LlmConfig['arch'], LayerLayout> = { llama: llamaLayout, phi3: phi3Layout };
@@ -133,6 +139,18 @@ export function buildDecoderGraph(store: WeightStore, c: LlmConfig, opts: Decode
   for (let i = 0; i < c.layers; i++) {
     past.push({ k: g.input(NAMES.pastKey(i), 'F32', kvDims), v: g.input(NAMES.pastValue(i), 'F32', kvDims) });
   }
+  // Batched decoding: N slots, each a conversation's cache; a batch run has one row per slot.
+  const N = cache === 'inplace' ? Math.max(1, opts.batchSlots ?? 1) : 1;
+  const batch = N > 1 ? g.input(NAMES.batch, 'I64', [1]) : undefined;
+  const slotPast: { k: Value; v: Value }[][] = [];
+  const slotLength: Value[] = [];
+  for (let b = 1; b < N; b++) {
+    slotLength.push(g.input(NAMES.slotLength(b), 'I64', [1]));
+    slotPast.push(Array.from({ length: c.layers }, (_, i) => ({
+      k: g.input(NAMES.slotKey(i, b), 'F32', [1, c.kvHeads, `capacity${b}`, c.headDim]),
+      v: g.input(NAMES.slotValue(i, b), 'F32', [1, c.kvHeads, `capacity${b}`, c.headDim]),
+    })));
+  }
 
   // Positions P..P+S-1: P from the past's shape, or given when the cache has spare capacity.
   const P = pastLength ?? g.op1('Shape', [past[0]!.k], { start: 2, end: 3 }, { name: 'past_len' }); // [1]
@@ -147,6 +165,20 @@ export function buildDecoderGraph(store: WeightStore, c: LlmConfig, opts: Decode
   const mask = kind === 'ops' ? causalMask(g, c, P, total) : undefined;
   // In-place cache: one new row (decode) or a prompt at P = 0, told apart once per run.
   const oneRow = cache === 'inplace' ? g.op1('Equal', [S, g.constI64([1])], {}, { name: 'one_new_row' }) : undefined; // bool [1]
+  // A batch run: row b at its slot's own position P_b; otherwise rows at P..P+S-1.
+  const isBatch = batch && g.op1('Equal', [batch, g.constI64([1])], {}, { name: 'is_batch' });
+  let positions: Value = P;
+  if (isBatch) {
+    const pb = g.branch('batch_positions');
+    const bp = pb.op1('Unsqueeze', [pb.op1('Concat', [P, ...slotLength], { axis: 0 }), g.constI64([0])]); // [1, N]
+    pb.output(bp, bp.name, 'I64');
+    const pr = g.branch('run_positions');
+    const sq = (x: Value) => pr.op1('Squeeze', [x, g.constI64([0])]);
+    const rp = pr.op1('Unsqueeze', [pr.op1('Range', [sq(P), sq(total), g.constI64([1], [])]), g.constI64([0])]); // [1, S]
+    pr.output(rp, rp.name, 'I64');
+    positions = g.op1('If', [isBatch], { then_branch: { graph: pb }, else_branch: { graph: pr } }, { name: 'positions' });
+  }
+  const slotRows = slotPast.map((sp, b) => oneRowCachedRows(g, c, slotLength[b]!, sp[0]!.k, `slot${b + 1}`));
   // Several rows: a prompt (no cached rows) or a chunk after cached ones.
   const fresh = cache === 'inplace' ? g.op1('Equal', [P, g.constI64([0])], {}, { name: 'no_cached_rows' }) : undefined; // bool [1]
   const cachedRows = cache === 'inplace' ? oneRowCachedRows(g, c, P, past[0]!.k) : undefined;
@@ -164,8 +196,8 @@ export function buildDecoderGraph(store: WeightStore, c: LlmConfig, opts: Decode
     const a = l.sub('self_attn.');
     const h = rmsNorm(g, x, l.take('input_layernorm.weight', [H]), c.rmsEps, `${name}.ln1`);
     const { q, k, v } = layout.qkv(g, a, c, h, name);
-    const qr = applyRotary(g, q, c.heads, c, rope, P, `${name}.q_rope`);
-    const kr = applyRotary(g, k, c.kvHeads, c, rope, P, `${name}.k_rope`);
+    const qr = applyRotary(g, q, c.heads, c, rope, positions, `${name}.q_rope`);
+    const kr = applyRotary(g, k, c.kvHeads, c, rope, positions, `${name}.k_rope`);
     let att: Value;
     if (cache === 'inplace') {
       // Two branches, so each run executes only its own nodes: one new row against the cached
@@ -185,7 +217,23 @@ export function buildDecoderGraph(store: WeightStore, c: LlmConfig, opts: Decode
       for (const x of [cr.att, cr.newK, cr.newV]) chunk.output(x, x.name);
       const [m0, m1, m2] = many.op('If', [fresh!], { then_branch: { graph: rows }, else_branch: { graph: chunk } }, { outputs: 3, name: `${name}.rows_attention` });
       for (const x of [m0!, m1!, m2!]) many.output(x, x.name);
-      const [a0, k0, v0] = g.op('If', [oneRow!], { then_branch: { graph: one }, else_branch: { graph: many } }, { outputs: 3, name: `${name}.attention` });
+      // With batch slots the unbatched attention is itself a branch (a batch run skips it).
+      const alone = isBatch ? g.branch(`${name}.unbatched`) : g;
+      let [a0, k0, v0] = alone.op('If', [oneRow!], { then_branch: { graph: one }, else_branch: { graph: many } }, { outputs: 3, name: `${name}.attention` });
+      if (isBatch) {
+        // One row per slot: row b against slot b's cache (the one-row attention, N times).
+        for (const x of [a0!, k0!, v0!]) alone.output(x, x.name);
+        const bb = g.branch(`${name}.batched`);
+        const row = (x: Value, b: number) => bb.op1('Slice', [x, g.constI64([b]), g.constI64([b + 1]), g.constI64([1])]);
+        const parts = Array.from({ length: N }, (_, b) => oneRowAttention(bb, c, row(qr, b), row(kr, b), row(v, b), b === 0 ? past[i]! : slotPast[b - 1]![i]!, b === 0 ? cachedRows! : slotRows[b - 1]!, padRows!, `${name}.slot${b}`));
+        const outs = [
+          bb.op1('Concat', parts.map((x) => x.att), { axis: 1 }, { name: `${name}.batch_attn` }),
+          bb.op1('Concat', parts.map((x) => x.newK), { axis: 2 }, { name: `${name}.batch_key` }),
+          bb.op1('Concat', parts.map((x) => x.newV), { axis: 2 }, { name: `${name}.batch_value` }),
+        ];
+        for (const x of outs) bb.output(x, x.name);
+        [a0, k0, v0] = g.op('If', [isBatch], { then_branch: { graph: bb }, else_branch: { graph: alone } }, { outputs: 3, name: `${name}.batch_or_not` });
+      }
       g.output(k0!, NAMES.newKey(i), 'F32', [1, c.kvHeads, 'rows', c.headDim]);
       g.output(v0!, NAMES.newValue(i), 'F32', [1, c.kvHeads, 'rows', c.headDim]);
       att = a0!;
@@ -234,6 +282,11 @@ export interface DecoderOptions {
   cache?: 'inplace' | 'grow';
   /** Run linears stored quantized (`X.weight.qweight`) on MatMulNBits with these settings. */
   quantization?: QuantizedLinears;
+  /**
+   * In-place cache: conversations a batch run can decode together (one row each, one decoder run
+   * for all; default 1: no batch inputs). Each slot past the first adds its buffers as inputs.
+   */
+  batchSlots?: number;
 }
 
 /**
@@ -258,14 +311,15 @@ function causalMask(g: Graph, c: LlmConfig, P: Value, total: Value): Value {
  * and within the sliding window when the model has one, P - j < W, as HF); `split`, the sizes
  * [C, 1] of the cached and own parts of its softmax row.
  */
-function oneRowCachedRows(g: Graph, c: LlmConfig, P: Value, buffer: Value): { mask: Value; split: Value } {
-  const C = g.op1('Shape', [buffer], { start: 2, end: 3 }, { name: 'cache_capacity' });
+function oneRowCachedRows(g: Graph, c: LlmConfig, P: Value, buffer: Value, prefix = ''): { mask: Value; split: Value } {
+  const n = (x: string) => (prefix ? `${prefix}.${x}` : x);
+  const C = g.op1('Shape', [buffer], { start: 2, end: 3 }, { name: n('cache_capacity') });
   const j = g.op1('Range', [g.constI64([0], []), g.op1('Squeeze', [C, g.constI64([0])]), g.constI64([1], [])]); // [C]
   let ok = g.op1('Less', [j, P]);
   if (c.slidingWindow !== undefined) ok = g.op1('And', [ok, g.op1('Less', [g.op1('Sub', [P, j]), g.constI64([c.slidingWindow], [])])]);
   return {
-    mask: g.op1('Unsqueeze', [ok, g.constI64([1])], {}, { name: 'cached_rows' }),
-    split: g.op1('Concat', [C, g.constI64([1])], { axis: 0 }, { name: 'cached_own_split' }),
+    mask: g.op1('Unsqueeze', [ok, g.constI64([1])], {}, { name: n('cached_rows') }),
+    split: g.op1('Concat', [C, g.constI64([1])], { axis: 0 }, { name: n('cached_own_split') }),
   };
 }
 
@@ -400,7 +454,7 @@ export function rotaryTables(g: Graph, c: LlmConfig): RopeTables {
 }
 
 /**
- * x [1, S, heads*headDim] at positions P..P+S-1 (P int64 [1]) -> the same with HF's rotary
+ * x [1, S, heads*headDim] at positions P..P+S-1 (P int64 [1]; or the positions [1, S] themselves) -> the same with HF's rotary
  * applied per head: rot = x[..., :rotaryDim] = [x1, x2] -> [x1 cos - x2 sin, x2 cos + x1 sin];
  * x[..., rotaryDim:] passes. One com.microsoft RotaryEmbedding node (non-interleaved), which
  * reads the tables at the S positions (a node per step matters: a decode step runs thousands).
