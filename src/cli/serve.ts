@@ -28,7 +28,6 @@ export interface ServeArgs extends ModelSpec {
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 
 export async function runServe(a: ServeArgs): Promise<void> {
-  if (a.parallel !== 1) throw new InputError('--parallel above 1 (batched decoding) is not built yet; requests are answered one at a time, the rest queue', '--parallel');
   const log = (s: string) => {
     if (!a.quiet) process.stderr.write(`${s}\n`);
   };
@@ -49,6 +48,7 @@ export async function runServe(a: ServeArgs): Promise<void> {
       template: a.template,
       packedCache: a.packedCache,
       maxPixels: a.maxPixels,
+      parallel: a.parallel,
       ...(detection ? { detection } : {}),
     },
   });

@@ -13,6 +13,7 @@ import { generate, GeneratedToken, GenerationOptions, GenerationResult } from '.
 import { PromptCache, Segment, appendIds, sequenceLength, sequencePrefix } from './prompt-cache.js';
 import { tokensHash } from './visual-cache-lru.js';
 import type { DetectionResult } from '../detect/owlv2.js';
+import type { StepBatcher } from '../generate/step-batcher.js';
 
 export interface ChatTurn {
   question: string;
@@ -130,6 +131,8 @@ export interface VisualSpan {
 export interface TurnOptions {
   /** Reuse and keep KV caches of earlier turns' sequences. */
   promptCache?: PromptCache;
+  /** Decode steps go through it, batched with other conversations' (generate/step-batcher.ts). */
+  batcher?: StepBatcher;
   /** Time already spent producing the image's tokens (ms). */
   encodeMs?: number;
 }
@@ -200,7 +203,7 @@ export async function* chatTurn(parts: ChatParts, input: ChatInput, image?: Imag
     const decoder = {
       step: async (id: number) => {
         intact = false;
-        const logits = (await llm.forward(await llm.embed([id]), kv)).data;
+        const logits = opts.batcher ? await opts.batcher.step(id, kv) : (await llm.forward(await llm.embed([id]), kv)).data;
         fed.push(id);
         intact = true;
         return logits;

@@ -17,6 +17,7 @@ import { VisionModel, VisionOptions } from './mg-llava-vision.js';
 import { loadVisionModel } from './load-vision.js';
 import { CausalLM } from './llm/causal-lm.js';
 import { ChatInput, ChatStream, VisualSpan, chatTurn } from './chat.js';
+import { StepBatcher } from '../generate/step-batcher.js';
 import { PromptCache } from './prompt-cache.js';
 import { CachedVisual, VisualTokenCache, imageHash, tokensHash, visualKey } from './visual-cache-lru.js';
 import { DEFAULT_DETECTION_THRESHOLD, DetectionResult, Owlv2Detector, checkThreshold, toDetections } from '../detect/owlv2.js';
@@ -51,6 +52,11 @@ export interface LoadOptions extends VisionOptions {
    * turn encodes its image and prefills its whole prompt).
    */
   cache?: CacheOptions | false;
+  /**
+   * Conversations whose decode steps run together (batched decoding: one decoder run per step
+   * for all of them, each against its own KV cache; default 1). Concurrent chat() calls share it.
+   */
+  parallel?: number;
 }
 
 export interface CacheOptions {
@@ -110,11 +116,20 @@ export class MgLlava {
   /** KV caches of recent turns by their sequences (undefined: cache off). */
   readonly promptCache?: PromptCache;
 
+  /** Gathers concurrent conversations' decode steps (parallel > 1). */
+  private readonly batcher?: StepBatcher;
+
+  /** Batched decoding so far: decoder runs and the rows they carried (undefined: parallel 1). */
+  get decodeBatches(): { runs: number; rows: number } | undefined {
+    return this.batcher && { runs: this.batcher.runs, rows: this.batcher.rows };
+  }
+
   private constructor(
     readonly files: ModelFiles,
     private readonly opts: LoadOptions,
     private readonly language?: Language,
   ) {
+    if (language && language.llm.batchSlots > 1) this.batcher = new StepBatcher(language.llm);
     const c = opts.cache === false ? { visualBytes: 0, promptBytes: 0 } : (opts.cache ?? {});
     const visualBytes = c.visualBytes ?? DEFAULT_VISUAL_CACHE_BYTES;
     const promptBytes = c.promptBytes ?? DEFAULT_PROMPT_CACHE_BYTES;
@@ -137,7 +152,7 @@ export class MgLlava {
     if (!files.llm) throw new InputError('no LLM folder: set "llm" in mgllava_config.json or pass --llm', '--llm');
     const template = getTemplate(opts.template ?? files.promptTemplate);
     const tokenizer = Tokenizer.fromFolder(files.llm);
-    const llm = await CausalLM.load(files.llm, { checkpoint: openWeights(files.checkpoint), loraAlpha: files.loraAlpha, threads: opts.threads, packedCache: opts.packedCache, onNote: opts.onNote });
+    const llm = await CausalLM.load(files.llm, { checkpoint: openWeights(files.checkpoint), loraAlpha: files.loraAlpha, threads: opts.threads, packedCache: opts.packedCache, onNote: opts.onNote, batchSlots: opts.parallel });
     return new MgLlava(files, opts, { llm, tokenizer, template });
   }
 
@@ -230,7 +245,7 @@ export class MgLlava {
       } else if (req.image !== undefined && !signal?.aborted) {
         span = await this.imageSpan(req, found);
       }
-      const r = yield* chatTurn(language, { ...req, signal }, span, { promptCache: this.promptCache, encodeMs: performance.now() - t0 });
+      const r = yield* chatTurn(language, { ...req, signal }, span, { promptCache: this.promptCache, batcher: this.batcher, encodeMs: performance.now() - t0 });
       const v = found.visual;
       // Tokens never asked for: the prompt cache covered the image's span, no vision ran.
       const visualCached = found.hit ?? (found.spanned ? true : undefined);

@@ -25,7 +25,10 @@ export class ModelHost {
   readonly ready: Promise<ModelInfo>;
   private closed?: Promise<void>;
 
+  private readonly parallel: number;
+
   constructor(init: WorkerInit, private readonly maxQueue: number) {
+    this.parallel = Math.max(1, init.parallel ?? 1);
     this.worker = new Worker(new URL('./model-worker.js', import.meta.url), { workerData: init });
     let onClosed: () => void = () => undefined;
     const closedPromise = new Promise<void>((r) => (onClosed = r));
@@ -86,14 +89,19 @@ export class ModelHost {
     return this.pending.size;
   }
 
+  /** Jobs waiting for a free slot. */
+  get waiting(): number {
+    return Math.max(0, this.pending.size - this.parallel);
+  }
+
   /** Queue a job (429 when the queue is full; 503 while the model loads). */
   submit(job: WorkerJob, onToken: Pending['onToken']): JobHandle {
     if (this.loadError) throw new ApiError(500, `the model failed to load: ${this.loadError}`, 'server_error');
     if (!this.info) throw new ApiError(503, 'the model is still loading', 'service_unavailable', null, 'model_loading', { 'Retry-After': '5' });
     if (this.closed) throw new ApiError(503, 'the server is shutting down', 'service_unavailable', null, 'shutting_down');
-    // One job runs, maxQueue wait.
-    if (this.pending.size >= this.maxQueue + 1) {
-      throw new ApiError(429, `the server is busy (${this.pending.size} requests in flight, queue of ${this.maxQueue}); retry later`, 'rate_limit_error', null, 'queue_full', { 'Retry-After': '1' });
+    // `parallel` jobs run, maxQueue wait.
+    if (this.pending.size >= this.maxQueue + this.parallel) {
+      throw new ApiError(429, `the server is busy (${this.pending.size} requests in flight: ${this.parallel} running, a queue of ${this.maxQueue}); retry later`, 'rate_limit_error', null, 'queue_full', { 'Retry-After': '1' });
     }
     const id = this.nextId++;
     const result = new Promise<WorkerResult>((resolve, reject) => this.pending.set(id, { onToken, resolve, reject }));

@@ -27,7 +27,7 @@ async function main(): Promise<void> {
   let model: MgLlava;
   let tokenizer: Tokenizer;
   try {
-    model = await MgLlava.load(init.spec, { threads: init.threads, template: init.template, packedCache: init.packedCache, detection: init.detection });
+    model = await MgLlava.load(init.spec, { threads: init.threads, template: init.template, packedCache: init.packedCache, detection: init.detection, parallel: init.parallel });
     tokenizer = Tokenizer.fromFolder(model.files.llm!);
   } catch (e) {
     post({ type: 'loadError', message: (e as Error).message });
@@ -38,7 +38,9 @@ async function main(): Promise<void> {
 
   const queue: { id: number; job: WorkerJob }[] = [];
   const cancelled = new Set<number>();
-  let running: { id: number; abort: AbortController } | undefined;
+  // Up to `parallel` jobs at once: their decode steps run together (MgLlava's batcher).
+  const running = new Map<number, AbortController>();
+  const parallel = Math.max(1, init.parallel ?? 1);
   let closing = false;
 
   const tokenText = (id: number) => tokenizer.decode([id]);
@@ -86,40 +88,40 @@ async function main(): Promise<void> {
     };
   }
 
-  async function pump(): Promise<void> {
-    if (running !== undefined) return;
-    const next = queue.shift();
-    if (!next) {
-      if (closing) {
-        await model.release();
-        post({ type: 'closed' });
-      }
-      return;
-    }
-    running = { id: next.id, abort: new AbortController() };
+  async function start(next: { id: number; job: WorkerJob }): Promise<void> {
+    const abort = new AbortController();
+    running.set(next.id, abort);
     try {
-      if (cancelled.has(next.id)) running.abort.abort();
-      post({ type: 'done', id: next.id, result: await run(next.id, next.job, running.abort.signal) });
+      if (cancelled.has(next.id)) abort.abort();
+      post({ type: 'done', id: next.id, result: await run(next.id, next.job, abort.signal) });
     } catch (e) {
       post({ type: 'error', id: next.id, message: (e as Error).message, input: e instanceof InputError });
     } finally {
       cancelled.delete(next.id);
-      running = undefined;
+      running.delete(next.id);
     }
-    void pump();
+    pump();
+  }
+
+  function pump(): void {
+    while (running.size < parallel && queue.length > 0) void start(queue.shift()!);
+    if (closing && running.size === 0 && queue.length === 0) {
+      closing = false;
+      void model.release().then(() => post({ type: 'closed' }));
+    }
   }
 
   port.on('message', (m: ToWorker) => {
     if (m.type === 'run') {
       queue.push({ id: m.id, job: m.job });
-      void pump();
+      pump();
     } else if (m.type === 'cancel') {
       cancelled.add(m.id);
-      if (running?.id === m.id) running.abort.abort();
+      running.get(m.id)?.abort();
     } else if (m.type === 'close') {
       closing = true;
       for (const q of queue) cancelled.add(q.id);
-      void pump();
+      pump();
     }
   });
 }

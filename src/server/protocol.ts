@@ -10,6 +10,8 @@ export interface WorkerInit {
   template?: string;
   packedCache?: string | false;
   maxPixels: number;
+  /** requests decoded together (batched decoding) */
+  parallel?: number;
   /** detector settings from the command line */
   detection?: { tags?: string[]; threshold?: number };
 }

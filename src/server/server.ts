@@ -26,7 +26,7 @@ export interface ServeOptions {
   host: string;
   port: number;
   apiKey?: string;
-  /** requests waiting beyond the running one; more get 429 */
+  /** requests waiting beyond the running ones (worker.parallel); more get 429 */
   maxQueue: number;
   /** largest request body (and fetched image) in bytes */
   maxBody: number;
@@ -228,7 +228,7 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
       case '/metrics':
         only('GET');
         res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
-        res.end(metrics.text({ queue: Math.max(0, host.inFlight - 1), inFlight: host.inFlight, ready: host.model !== undefined }));
+        res.end(metrics.text({ queue: host.waiting, inFlight: host.inFlight, ready: host.model !== undefined }));
         return [path, 200];
       default:
         if (method === 'GET' && !path.startsWith('/v1/')) return [path, page(path, res)];

@@ -230,3 +230,22 @@ test('serve: a follow-up about the same image reuses the prompt cache and answer
     await fresh.release();
   }
 });
+
+test('serve --parallel 4: concurrent requests decode together and each answers as alone', async () => {
+  const s = await startServer({ host: '127.0.0.1', port: 0, maxQueue: 16, maxBody: 4 * 1024 * 1024, allowLocalFiles: false, worker: { spec: { model: join(TINY, 'mgllava') }, maxPixels: 100_000_000, parallel: 4 } });
+  try {
+    await s.ready;
+    const c = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'none', maxRetries: 0 });
+    const ask = (i: number) => c.chat.completions.create({
+      model: 'mgllava', max_tokens: 30 + 5 * i, temperature: 0,
+      messages: i % 3 === 0 ? imageMessage(`Question ${i} about the picture`) : [{ role: 'user', content: `Question number ${i}: count to ten.` }],
+      ...(i % 3 === 0 ? { mgllava: { boxes: BOXES } } : {}),
+    } as OpenAI.Chat.Completions.ChatCompletionCreateParamsNonStreaming);
+    const alone: string[] = [];
+    for (let i = 0; i < 10; i++) alone.push((await ask(i)).choices[0]!.message.content!);
+    const together = await Promise.all(Array.from({ length: 10 }, (_, i) => ask(i)));
+    assert.deepEqual(together.map((r) => r.choices[0]!.message.content), alone);
+  } finally {
+    await s.close();
+  }
+});
