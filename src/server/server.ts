@@ -163,7 +163,16 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     metrics.encodeSeconds += r.timings.encodeMs / 1000;
     metrics.prefillSeconds += r.timings.prefillMs / 1000;
     metrics.decodeSeconds += r.timings.decodeMs / 1000;
-    if (r.finishReason === 'abort') return 499;
+    if (r.finishReason === 'abort') {
+      // Cancelled with the client still there: the server is stopping.
+      if (res.destroyed || res.writableEnded) return 499;
+      const err = new ApiError(503, 'the server is shutting down', 'service_unavailable', null, 'shutting_down');
+      if (stream && started) {
+        res.end(`data: ${JSON.stringify(err.body())}\n\n`);
+        return 503;
+      }
+      throw err;
+    }
     if (stream) {
       if (!started) {
         res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
