@@ -249,3 +249,22 @@ test('serve --parallel 4: concurrent requests decode together and each answers a
     await s.close();
   }
 });
+
+test('serve --cors and --allow-local-files: preflight and headers; a file:// image is read only when allowed', async () => {
+  const s = await startServer({ host: '127.0.0.1', port: 0, maxQueue: 4, maxBody: 4 * 1024 * 1024, cors: 'http://localhost:3000', allowLocalFiles: true, worker: { spec: { model: join(TINY, 'mgllava') }, maxPixels: 100_000_000 } });
+  try {
+    await s.ready;
+    const pre = await fetch(`${s.url}/v1/chat/completions`, { method: 'OPTIONS', headers: { origin: 'http://localhost:3000', 'access-control-request-method': 'POST' } });
+    assert.equal(pre.status, 204);
+    assert.equal(pre.headers.get('access-control-allow-origin'), 'http://localhost:3000');
+    assert.match(pre.headers.get('access-control-allow-headers')!, /authorization/);
+    const c = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'none', maxRetries: 0 });
+    const r = await c.chat.completions.create({ model: 'mgllava', max_tokens: 4, temperature: 0, messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: `file://${IMAGE}` } }, { type: 'text', text: QUESTION }] }] });
+    const viaData = await c.chat.completions.create({ model: 'mgllava', max_tokens: 4, temperature: 0, messages: imageMessage(QUESTION) });
+    assert.equal(r.choices[0]!.message.content, viaData.choices[0]!.message.content);
+    assert.equal(r.usage!.prompt_tokens, viaData.usage!.prompt_tokens);
+    await assert.rejects(c.chat.completions.create({ model: 'mgllava', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'file:///nonexistent/x.png' } }, { type: 'text', text: 'x' }] }] }), (e: unknown) => e instanceof OpenAI.BadRequestError && /image file not found/.test(e.message));
+  } finally {
+    await s.close();
+  }
+});
