@@ -234,3 +234,29 @@ test('eval with the detector: boxes found once per image (circular copies share 
   assertOneLineError(await mgllava([...args.slice(0, -2), '--tags', 'cat', '-q']), /holds another run \(boxes: /);
   assertOneLineError(await mgllava(['eval', '--bench', 'mmbench', '--data', DATA, '--out', join(dir, 'x'), '--no-boxes', '--tags', 'cat']), /--no-boxes and the detector flags/);
 });
+
+test('eval --endpoint against mgllava serve itself: the predictions are the server\'s answers to the release prompts', async () => {
+  const { startServer } = await import('../../src/server/server.js');
+  const { default: OpenAI } = await import('openai');
+  const { itemPrompt } = await import('../../src/eval/prompts.js');
+  const { benchmarkFor } = await import('../../src/eval/benchmarks.js');
+  const s = await startServer({ host: '127.0.0.1', port: 0, maxQueue: 8, maxBody: 4 * 1024 * 1024, allowLocalFiles: false, worker: { spec: { model: join(ROOT, 'fixtures', 'tiny', 'mgllava') }, maxPixels: 100_000_000, parallel: 2 } });
+  try {
+    await s.ready;
+    const dir = join(tempDir(), 'real-endpoint');
+    const r = await mgllava(['eval', '--bench', 'mmbench', '--data', DATA, '--out', dir, '--endpoint', `${s.url}/v1`, '--concurrency', '2', '--limit', '6', '--max-new-tokens', '5', '-q', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const preds = byIndex(dir);
+    assert.equal(preds.size, 6);
+    const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'none', maxRetries: 0 });
+    for (let row = 0; row < 6; row++) {
+      const a = await client.chat.completions.create({
+        model: 'mgllava', temperature: 0, max_tokens: 5,
+        messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: `data:image/png;base64,${table.str(row, 'image')}` } }, { type: 'text', text: itemPrompt(benchmarkFor('mmbench'), table, row, 'release') }] }],
+      });
+      assert.equal(preds.get(table.str(row, 'index')), a.choices[0]!.message.content!.trim(), `row ${row}`);
+    }
+  } finally {
+    await s.close();
+  }
+});
