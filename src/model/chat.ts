@@ -8,7 +8,8 @@ import { F32Tensor } from '../core/tensor.js';
 import { InputError } from '../core/errors.js';
 import { CausalLM, KvCache, contextError } from './llm/causal-lm.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
-import { PromptTemplate, buildPrompt, promptChunks } from '../tokenizer/templates.js';
+import { IMAGE_TOKEN, PromptTemplate, buildPrompt, promptChunks } from '../tokenizer/templates.js';
+import { VIDEO_TOKEN } from '../video/video-tokens.js';
 import { generate, GeneratedToken, GenerationOptions, GenerationResult } from '../generate/generate.js';
 import { PromptCache, Segment, appendIds, sequenceLength, sequencePrefix } from './prompt-cache.js';
 import { tokensHash } from './visual-cache-lru.js';
@@ -126,6 +127,11 @@ export interface VisualSpan {
   length: number;
   /** The tokens (may encode the image now); not called when the prompt cache covers the span. */
   tokens(): Promise<ImageEmbeddings>;
+  /**
+   * The question's marker: `<image>\n` (default) or the release's video question `<video>\n`
+   * (for a video the tokens are its whole visual part in order, as boxTokens-less imageTokens).
+   */
+  marker?: 'image' | 'video';
 }
 
 export interface TurnOptions {
@@ -150,9 +156,15 @@ export async function* chatTurn(parts: ChatParts, input: ChatInput, image?: Imag
   const pc = opts.promptCache;
   const span = image === undefined || 'key' in image ? image : embeddingsSpan(image, pc !== undefined);
   const turns = [...(input.history ?? []), { question: input.prompt }];
-  const prompt = buildPrompt(template, { system: input.system, turns, image: span !== undefined });
-  const chunks = promptChunks(tokenizer, prompt);
-  if (chunks.length > 2) throw new InputError('the prompt has more than one <image>; one image per conversation is supported');
+  const video = span?.marker === 'video';
+  if (video) {
+    // The release's video question: `<video>\n` before the first question, split on `<video>`.
+    turns[0] = { ...turns[0]!, question: `${VIDEO_TOKEN}\n${turns[0]!.question}` };
+  }
+  const prompt = buildPrompt(template, { system: input.system, turns, image: span !== undefined && !video });
+  if (video && prompt.includes(IMAGE_TOKEN)) throw new InputError('the prompt contains <image> but a video was given: an image and a video in one conversation are not supported');
+  const chunks = video ? markerChunks(tokenizer, prompt, VIDEO_TOKEN) : promptChunks(tokenizer, prompt);
+  if (chunks.length > 2) throw new InputError(video ? 'the prompt has more than one <video>; one video per conversation is supported' : 'the prompt has more than one <image>; one image per conversation is supported');
   if (chunks.length === 2 && !span) throw new InputError('the prompt contains <image> but no image was given');
   const seq: Segment[] = [];
   chunks.forEach((ids, i) => {
@@ -229,6 +241,14 @@ export async function* chatTurn(parts: ChatParts, input: ChatInput, image?: Imag
       pc.put(sequencePrefix(all, keep), cache);
     }
   }
+}
+
+/** promptChunks' split at another marker (`<video>`): BOS by hand before the first chunk, no special tokens. */
+function markerChunks(tokenizer: Tokenizer, prompt: string, marker: string): number[][] {
+  return prompt.split(marker).map((chunk, i) => {
+    const ids = tokenizer.encode(chunk, { addSpecialTokens: false });
+    return i === 0 && tokenizer.bosId !== undefined ? [tokenizer.bosId, ...ids] : ids;
+  });
 }
 
 /** A result for a turn aborted before its answer started. */

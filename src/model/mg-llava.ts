@@ -22,6 +22,10 @@ import { PromptCache } from './prompt-cache.js';
 import { CachedVisual, VisualTokenCache, imageHash, tokensHash, visualKey } from './visual-cache-lru.js';
 import { DEFAULT_DETECTION_THRESHOLD, DetectionResult, Owlv2Detector, checkThreshold, toDetections } from '../detect/owlv2.js';
 import { TagSource, cocoTags, fixedTags } from '../detect/tags.js';
+import { VideoFrames } from '../video/frames.js';
+import { VideoEncodeOptions, VideoTokens, VideoTokensInput, encodeVideoTokens, videoFramesOf, videoOptions, videoSequence, videoTokenCount, videoTokensKey } from '../video/video-tokens.js';
+
+export type { VideoTokens, VideoEncodeOptions } from '../video/video-tokens.js';
 
 export interface VisualTokens {
   /** [N, H]: fused CLIP/ConvNeXt tokens after `projector` (576 x H). */
@@ -100,6 +104,17 @@ export interface ChatRequest extends ChatInput {
   /** Pixel limit when decoding a path or bytes (default DEFAULT_MAX_PIXELS). */
   maxPixels?: number;
   visualTokens?: Pick<VisualTokens, 'imageTokens' | 'boxTokens'>;
+  /**
+   * A video (a path, or frames already sampled and decoded): the question becomes the release's
+   * `<video>\n{question}`, the marker receiving every frame's image tokens then box tokens, in
+   * frame order. Not with an image.
+   */
+  video?: string | VideoFrames;
+  /** Detector boxes per sampled frame (see VideoEncodeOptions.boxes). */
+  videoBoxes?: Detections[] | null;
+  videoOptions?: Omit<VideoEncodeOptions, 'boxes'>;
+  /** A video's tokens as encodeVideo gives them (instead of video). */
+  videoTokens?: VideoTokensInput;
 }
 
 interface Language {
@@ -225,6 +240,17 @@ export class MgLlava {
   }
 
   /**
+   * Visual tokens of a video (a path: np.linspace-sampled frames decoded by ffmpeg; or frames
+   * as loadVideoFrames gives them): per frame the video pixel transform, the vision towers and
+   * fusion, and the object tokens of that frame's boxes (src/video/video-tokens.ts).
+   */
+  async encodeVideo(video: string | VideoFrames, o: VideoEncodeOptions = {}): Promise<VideoTokens> {
+    const frames = await videoFramesOf(video, videoOptions(o).frames);
+    const detect = this.detectsBoxes ? async (f: RgbImage) => toDetections(await this.detectObjects(f)) : undefined;
+    return encodeVideoTokens({ vision: await this.visionModel(), ...(detect ? { detect } : {}) }, frames, o);
+  }
+
+  /**
    * Answer a question, optionally about an image; iterate the stream for tokens as they come,
    * or await `.result` / `.complete()` for the whole answer. A repeated image (same bytes or
    * pixels, same boxes) takes its visual tokens from the visual cache; a prompt sharing a
@@ -234,6 +260,9 @@ export class MgLlava {
     const language = this.language;
     if (!language) throw new Error('this model was loaded without its LLM (llm: false)');
     if (req.boxes && req.image === undefined) throw new InputError('boxes were given without an image');
+    const hasVideo = req.video !== undefined || req.videoTokens !== undefined;
+    if (hasVideo && (req.image !== undefined || req.visualTokens !== undefined)) throw new InputError('an image and a video in one request; give one or the other');
+    if (req.videoBoxes && req.video === undefined) throw new InputError('video boxes were given without a video');
     return new ChatStream(async function* (this: MgLlava) {
       const signal = req.signal ?? req.generation?.signal;
       const t0 = performance.now();
@@ -242,8 +271,14 @@ export class MgLlava {
       if (req.visualTokens) {
         const v = req.visualTokens;
         span = { key: this.promptCache ? tokensHash(v) : '', length: v.imageTokens.dims[0]! + v.boxTokens.dims[0]!, tokens: async () => v };
+      } else if (req.videoTokens) {
+        const v = req.videoTokens;
+        const seq = videoSequence(v);
+        span = { key: this.promptCache ? tokensHash({ imageTokens: seq, boxTokens: { dims: [0, seq.dims[1]!], data: new Float32Array(0) } }) : '', length: videoTokenCount(v), tokens: async () => ({ imageTokens: seq, boxTokens: { dims: [0, seq.dims[1]!], data: new Float32Array(0) } }), marker: 'video' };
       } else if (req.image !== undefined && !signal?.aborted) {
         span = await this.imageSpan(req, found);
+      } else if (req.video !== undefined && !signal?.aborted) {
+        span = await this.videoSpan(req, found);
       }
       const r = yield* chatTurn(language, { ...req, signal }, span, { promptCache: this.promptCache, batcher: this.batcher, encodeMs: performance.now() - t0 });
       const v = found.visual;
@@ -300,6 +335,50 @@ export class MgLlava {
     if (length !== undefined) return { key, length, tokens: get };
     const v = await get();
     return { key, length: v.imageTokens.dims[0]! + v.boxTokens.dims[0]!, tokens: async () => v };
+  }
+
+  /**
+   * The video's span: keyed by its file's bytes (or frames), boxes and options, so that a
+   * follow-up about the same video reuses the visual cache's tokens or the prompt cache's span.
+   */
+  private async videoSpan(req: ChatRequest, found: Found): Promise<VisualSpan> {
+    const input = req.video!;
+    const o: VideoEncodeOptions = { ...req.videoOptions, ...(req.videoBoxes !== undefined ? { boxes: req.videoBoxes } : {}) };
+    let bytes: Uint8Array | VideoFrames;
+    if (typeof input === 'string') {
+      try {
+        bytes = await readFile(input);
+      } catch {
+        throw new InputError(`${input}: cannot read video`, input);
+      }
+    } else {
+      bytes = input;
+    }
+    const boxes = req.videoBoxes !== undefined ? req.videoBoxes : this.detectsBoxes ? { detector: this.detectorSettingsKey() } : null;
+    const key = videoTokensKey(bytes, boxes, o);
+    const make = async (): Promise<CachedVisual> => {
+      const v = await this.encodeVideo(input, o);
+      const H = v.imageTokens.dims[2]!;
+      return { imageTokens: videoSequence(v), boxTokens: { dims: [0, H], data: new Float32Array(0) }, labels: v.labels.flat(), pixels: 0 };
+    };
+    const get = async (): Promise<CachedVisual> => {
+      if (found.visual) return found.visual;
+      if (this.visualCache) {
+        const r = await this.visualCache.getOrMake(key, Infinity, make);
+        found.hit = r.hit;
+        found.visual = r.visual;
+      } else {
+        found.hit = false;
+        found.visual = await make();
+      }
+      return found.visual;
+    };
+    const cached = this.visualCache?.get(key);
+    const length = cached ? undefined : this.promptCache?.visualLength(key);
+    found.spanned = true;
+    if (length !== undefined) return { key, length, tokens: get, marker: 'video' };
+    const v = await get();
+    return { key, length: v.imageTokens.dims[0]! + v.boxTokens.dims[0]!, tokens: async () => v, marker: 'video' };
   }
 
   /** The detector and its settings, as part of a visual-cache key. */
