@@ -13,9 +13,22 @@ import { GenerationOptions } from '../generate/generate.js';
 import { Progress, noteOnStderr } from './progress.js';
 import { DetectionResult, detectionsJson, toDetections } from '../detect/owlv2.js';
 import { detectionFlags } from './detect.js';
+import { basename } from 'node:path';
+import { Detections } from '../preprocess/boxes.js';
+import { DEFAULT_VIDEO_FRAMES, VideoFrames, loadVideoFrames } from '../video/frames.js';
+import { readVideoBoxFile, videoBoxEntry, videoKey } from '../video/boxes.js';
+import { VideoTokens } from '../video/video-tokens.js';
 
 export interface ChatArgs extends ModelSpec {
   image?: string;
+  /** A video to ask about (the release's `<video>\n{question}`). */
+  video?: string;
+  /** The release's video box JSON (entries keyed by the video's stem, one per sampled frame). */
+  videoBoxes?: string;
+  /** Frames to sample from the video (default 8). */
+  frames?: number;
+  /** false: --no-pad (the video frames are not padded to square). */
+  pad?: boolean;
   boxes?: string;
   visualCache?: string;
   template?: string;
@@ -43,6 +56,9 @@ export interface ChatArgs extends ModelSpec {
 export async function runChat(question: string | undefined, a: ChatArgs): Promise<void> {
   if (a.visualCache && (a.image || a.boxes)) throw new InputError('--visual-cache replaces --image and --boxes; give one or the other', '--visual-cache');
   if (a.boxes && !a.image) throw new InputError('--boxes needs --image', '--boxes');
+  if (a.video && (a.image || a.visualCache)) throw new InputError(`--video with ${a.image ? '--image' : '--visual-cache'}: an image and a video in one conversation are not supported; give one or the other`, '--video');
+  if (a.videoBoxes && !a.video) throw new InputError('--video-boxes needs --video', '--video-boxes');
+  if (a.frames !== undefined && !a.video) throw new InputError('--frames needs --video', '--frames');
   const detection = detectionFlags(a);
   if (question !== undefined) checkUtf8(question);
   const progress = new Progress(!a.quiet && !a.json);
@@ -50,12 +66,14 @@ export async function runChat(question: string | undefined, a: ChatArgs): Promis
   const image = a.image ? await decodeImage(a.image, { maxPixels: a.maxPixels }) : undefined;
   const detections = a.boxes ? await readBoxFile(a.boxes) : undefined;
   const cached = a.visualCache ? readVisualCache(a.visualCache) : undefined;
+  const video = a.video ? await readVideoInput(a) : undefined;
 
   const t0 = performance.now();
   const model = await progress.step('loading model', () => MgLlava.load(a, { threads: a.threads, template: a.template, detection, packedCache: a.packedCache, onNote: noteOnStderr(a.quiet) }));
   const loadMs = performance.now() - t0;
   try {
     let visual: VisualTokens | undefined = cached;
+    let videoTokens: VideoTokens | undefined;
     let encodeMs = 0;
     let found: DetectionResult | undefined;
     let detectMs = 0;
@@ -71,6 +89,13 @@ export async function runChat(question: string | undefined, a: ChatArgs): Promis
       visual = await progress.step(`encoding ${a.image}`, () => model.encode(image, boxes, { limit: a.boxLimit === 0 ? null : a.boxLimit }));
       encodeMs = performance.now() - t1;
     }
+    if (video) {
+      const t1 = performance.now();
+      const what = model.detectsBoxes && !video.boxes ? ' (detecting objects in each frame)' : '';
+      videoTokens = await progress.step(`encoding ${a.video} (${video.frames.frames.length} frames${what})`, () =>
+        model.encodeVideo(video.frames, { ...(video.boxes ? { boxes: video.boxes } : {}), pad: a.pad !== false, limit: a.boxLimit === 0 ? null : a.boxLimit }));
+      encodeMs = performance.now() - t1;
+    }
     const generation: GenerationOptions = {
       maxNewTokens: a.maxNewTokens,
       temperature: a.temperature,
@@ -80,16 +105,30 @@ export async function runChat(question: string | undefined, a: ChatArgs): Promis
       seed: a.seed,
     };
     const ask = (prompt: string, history: ChatTurn[]) =>
-      answer(model, { prompt, history, system: a.system === false ? null : a.system, generation, visualTokens: visual }, !a.json);
+      answer(model, { prompt, history, system: a.system === false ? null : a.system, generation, ...(videoTokens ? { videoTokens } : { visualTokens: visual }) }, !a.json);
     if (question !== undefined) {
       const r = await ask(question, []);
-      if (a.json) process.stdout.write(`${JSON.stringify(toJson(r, loadMs, encodeMs, found && { found, ms: detectMs }))}\n`);
+      if (a.json) {
+        const j = toJson(r, loadMs, encodeMs, found && { found, ms: detectMs });
+        const v = videoTokens ? { video: { frame_indices: videoTokens.frameIndices, frame_box_counts: videoTokens.boxCounts } } : {};
+        process.stdout.write(`${JSON.stringify({ ...v, ...j })}\n`);
+      }
     } else {
       await interactive(ask);
     }
   } finally {
     await model.release();
   }
+}
+
+/** The video's sampled frames and, with --video-boxes, its entry of the box file (read before the model loads). */
+export async function readVideoInput(a: { video?: string; videoBoxes?: string; frames?: number }): Promise<{ frames: VideoFrames; boxes?: Detections[] }> {
+  const frames = await loadVideoFrames(a.video!, { frames: a.frames ?? DEFAULT_VIDEO_FRAMES });
+  if (!a.videoBoxes) return { frames };
+  const index = await readVideoBoxFile(a.videoBoxes);
+  const name = basename(a.video!);
+  const key = videoKey(name) ?? name;
+  return { frames, boxes: videoBoxEntry(index, a.videoBoxes, key, frames.frames.length) };
 }
 
 /** Stream one answer to stdout (unless quiet); returns the whole result. */
