@@ -59,6 +59,7 @@ export async function runChat(question: string | undefined, a: ChatArgs): Promis
   if (a.video && (a.image || a.visualCache)) throw new InputError(`--video with ${a.image ? '--image' : '--visual-cache'}: an image and a video in one conversation are not supported; give one or the other`, '--video');
   if (a.videoBoxes && !a.video) throw new InputError('--video-boxes needs --video', '--video-boxes');
   if (a.frames !== undefined && !a.video) throw new InputError('--frames needs --video', '--frames');
+  if (a.pad === false && !a.video) throw new InputError('--no-pad needs --video (images are always padded, as the release)', '--no-pad');
   const detection = detectionFlags(a);
   if (question !== undefined) checkUtf8(question);
   const progress = new Progress(!a.quiet && !a.json);

@@ -42,6 +42,7 @@ export async function runEncode(a: EncodeArgs): Promise<void> {
   if (a.video === undefined && a.image === undefined) throw new InputError('give --image or --video', '--image');
   if (a.video === undefined) {
     for (const [flag, v] of [['--video-boxes', a.videoBoxes], ['--frames', a.frames]] as const) if (v !== undefined) throw new InputError(`${flag} needs --video`, flag);
+    if (a.pad === false) throw new InputError('--no-pad needs --video (images are always padded, as the release)', '--no-pad');
   } else if (a.boxes) {
     throw new InputError('--boxes is the image box JSON; for a video give --video-boxes', '--boxes');
   }

@@ -87,6 +87,7 @@ const cases: { name: string; args: () => string[]; error: RegExp }[] = [
     error: /no entry for video "synthetic_landscape"/,
   },
   { name: '--video-boxes without --video', args: () => ['chat', '--video-boxes', BOX_FILE, 'Hi'], error: /--video-boxes needs --video/ },
+  { name: '--no-pad without --video', args: () => ['encode', '--image', join(TINY, 'example.jpg'), '--no-pad', '--out', join(dir, 'x.safetensors')], error: /--no-pad needs --video/ },
   {
     name: 'too few frame entries',
     args: () => ['chat', '--video', VIDEO, '--video-boxes', BOX_FILE, '--frames', '9', 'Hi'],
