@@ -3,11 +3,12 @@
 // Three onnxruntime sessions:
 //   view:    pixel_values_aux [B,3,S,S] -> pixel_values [B,3,s,s] (bilinear, S=768, s=336)
 //   encoder: pixel_values, pixel_values_aux -> image_tokens [B,N,H] (+ stages for the boxes)
-//   boxes:   one image's stages + box weights -> box_tokens [k,H]
+//   boxes:   F images' stages + box weights per image + box_index -> box_tokens [k,H]
+//            (one image: F = 1; a video's frames: all of them in one run)
 
-import { Graph, Value } from '../graph/graph.js';
-import { resizeBilinear } from '../graph/blocks.js';
-import { PackedState, Session } from '../runtime/session.js';
+import { Graph } from '../graph/graph.js';
+import { reshape, resizeBilinear } from '../graph/blocks.js';
+import { Feed, PackedState, Session } from '../runtime/session.js';
 import { packedCacheRoot } from '../runtime/packed-cache.js';
 import { F32Tensor } from '../core/tensor.js';
 import { InputError } from '../core/errors.js';
@@ -17,7 +18,7 @@ import { ClipVisionConfig, clipTokens, clipVision } from './clip-vit.js';
 import { ConvNextConfig, convNextConfig, convNextStages } from './convnext.js';
 import { fuseModule } from './fusion.js';
 import { projector, projectorWidth } from './projector.js';
-import { boxPoolingWeights, pooledBoxFeatures } from './object-features.js';
+import { boxPoolingWeights } from './object-features.js';
 
 export interface VisionSettings {
   /** HF hidden_states index of the CLIP features (-2). */
@@ -125,19 +126,56 @@ export class VisionModel {
    * image_size_aux pixels. k = 0 gives empty tensors.
    */
   async encodeBoxes(stages: readonly F32Tensor[], boxes: Float32Array, index = 0): Promise<BoxEncoding> {
-    const k = boxes.length / 4;
+    return this.encodeBoxesBatch(stages.map((t) => batchItem(t, index)), [boxes]);
+  }
+
+  /**
+   * Object tokens of every image of a batch at once: `stages` [F, C_l, H_l, W_l] (the encoder's
+   * for F images), `boxes[f]` image f's boxes [k_f, 4] in image_size_aux pixels. One run of the
+   * object-feature session: per image, weights [H_l*W_l, max k] (zero columns past k_f) against
+   * that image's stages (a batched MatMul), then the rows of the real boxes (box_index, images
+   * in order) through bbox_projector: [sum k_f, ...], image 0's boxes first.
+   */
+  async encodeBoxesBatch(stages: readonly F32Tensor[], boxes: readonly Float32Array[]): Promise<BoxEncoding> {
+    const F = boxes.length;
+    if (stages.some((t) => t.dims[0] !== F)) throw new InputError(`object features: ${boxes.length} box sets for stages of batch ${stages[0]?.dims[0]}`);
+    const counts = boxes.map((b) => b.length / 4);
+    const K = counts.reduce((a, b) => a + b, 0);
     const sumC = this.shapes.convnext.dims.reduce((a, b) => a + b, 0);
-    if (k === 0) return { pooled: { dims: [0, sumC], data: new Float32Array(0) }, boxTokens: { dims: [0, this.shapes.llmWidth], data: new Float32Array(0) } };
-    const weights = boxPoolingWeights(boxes, this.shapes.stageSizes, {
+    if (K === 0) return { pooled: { dims: [0, sumC], data: new Float32Array(0) }, boxTokens: { dims: [0, this.shapes.llmWidth], data: new Float32Array(0) } };
+    const kMax = Math.max(...counts);
+    const roi = {
       outputSize: this.settings.boxFeatSize,
       // The release divides by a literal 768, whatever image_size_aux is.
       spatialScale: this.shapes.stageSizes[0]![0] / 768,
-    });
-    const feeds: Record<string, F32Tensor> = {};
+    };
+    const perImage = boxes.map((b) => boxPoolingWeights(b, this.shapes.stageSizes, roi));
+    const feeds: Record<string, Feed> = {};
     STAGES.forEach((l) => {
-      feeds[`stage_${l}`] = batchItem(stages[l]!, index);
-      feeds[`weights_${l}`] = weights[l]!;
+      feeds[`stage_${l}`] = stages[l]!;
+      const [h, w] = this.shapes.stageSizes[l]!;
+      const hw = h * w;
+      if (F === 1) {
+        feeds[`weights_${l}`] = { dims: [1, hw, kMax], data: perImage[0]![l]!.data };
+        return;
+      }
+      const data = new Float32Array(F * hw * kMax);
+      perImage.forEach((ws, f) => {
+        const k = counts[f]!;
+        if (k === 0) return;
+        const src = ws[l]!.data;
+        const base = f * hw * kMax;
+        if (k === kMax) data.set(src, base);
+        else for (let p = 0; p < hw; p++) data.set(src.subarray(p * k, (p + 1) * k), base + p * kMax);
+      });
+      feeds[`weights_${l}`] = { dims: [F, hw, kMax], data };
     });
+    const index = new BigInt64Array(K);
+    let i = 0;
+    counts.forEach((k, f) => {
+      for (let b = 0; b < k; b++) index[i++] = BigInt(f * kMax + b);
+    });
+    feeds.box_index = { dims: [K], data: index };
     const out = await this.boxes.run(feeds);
     return { pooled: out.box_pooled!, boxTokens: out.box_tokens! };
   }
@@ -198,15 +236,20 @@ function buildEncoderGraph(w: VisionWeights, sh: VisionShapes, s: VisionSettings
 
 function buildBoxGraph(w: VisionWeights, sh: VisionShapes, s: VisionSettings): Graph {
   const g = new Graph('object_features');
-  const stages: Value[] = [];
-  const weights: Value[] = [];
-  STAGES.forEach((l) => {
-    const [h, wd] = sh.stageSizes[l]!;
-    stages.push(g.input(`stage_${l}`, 'F32', [1, sh.convnext.dims[l]!, h, wd]));
-    weights.push(g.input(`weights_${l}`, 'F32', [h * wd, 'boxes']));
-  });
-  const pooled = pooledBoxFeatures(g, stages, weights, sh.convnext.dims, sh.stageSizes);
   const sumC = sh.convnext.dims.reduce((a, b) => a + b, 0);
+  // Per image f: stages [F, C_l, H_l*W_l] @ weights [F, H_l*W_l, kMax] -> [F, C_l, kMax]; the
+  // stages concatenated -> [F, kMax, sum C] -> [F*kMax, sum C]; the real boxes' rows (box_index).
+  const parts = STAGES.map((l) => {
+    const [h, wd] = sh.stageSizes[l]!;
+    const C = sh.convnext.dims[l]!;
+    const stage = g.input(`stage_${l}`, 'F32', ['images', C, h, wd]);
+    const weights = g.input(`weights_${l}`, 'F32', ['images', h * wd, 'boxes']);
+    const flat = reshape(g, stage, [0, C, h * wd], `stage${l}.flat`);
+    return g.op1('MatMul', [flat, weights], {}, { name: `pool${l}` });
+  });
+  const index = g.input('box_index', 'I64', ['k']);
+  const all = reshape(g, g.op1('Transpose', [g.op1('Concat', parts, { axis: 1 })], { perm: [0, 2, 1] }), [-1, sumC], 'box_rows');
+  const pooled = g.op1('Gather', [all, index], { axis: 0 }, { name: 'box_pooled' });
   const tokens = projector(g, new Params(g, w.checkpoint, 'bbox_projector.'), s.projectorDepth, sumC, sh.llmWidth, pooled, 'bbox_projector');
   g.output(pooled, 'box_pooled');
   g.output(tokens, 'box_tokens');

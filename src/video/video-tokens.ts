@@ -3,7 +3,8 @@
 // transform (preprocess.ts: the 336 CLIP view comes from it, not from the image path's bilinear
 // low-res view of the 768 tensor), each frame through CLIP, ConvNeXt, the fusion and the
 // projector exactly as an image, and each frame's boxes (boxes.ts, 768 space) through the object
-// path against that frame's ConvNeXt stages. In the prompt the `<video>` marker receives frame 0's
+// path against that frame's ConvNeXt stages. The frames run batched: one encoder run for all
+// of them, one object-feature run for all their boxes (the same numbers as frame by frame). In the prompt the `<video>` marker receives frame 0's
 // image tokens, frame 0's box tokens, frame 1's image tokens, ... in that order.
 
 import { createHash } from 'node:crypto';
@@ -97,26 +98,16 @@ export async function encodeVideoTokens(enc: VideoEncoder, video: VideoFrames, o
   }
   const frameBoxes = dets ? videoFrameBoxes(dets, { width: video.width, height: video.height, pad: o.pad, limit: o.limit, size: S, numFrames: F, name: 'video boxes' }) : video.frames.map(() => PLACEHOLDER);
 
-  const H = vision.shapes.llmWidth;
-  const perClip = 3 * s * s;
-  const perAux = 3 * S * S;
-  const imageParts: Float32Array[] = [];
-  const boxParts: Float32Array[] = [];
-  let N = 0;
-  for (let f = 0; f < F; f++) {
-    const low: F32Tensor = { dims: [1, 3, s, s], data: px.pixelValues.subarray(f * perClip, (f + 1) * perClip) };
-    const aux: F32Tensor = { dims: [1, 3, S, S], data: px.pixelValuesAux.subarray(f * perAux, (f + 1) * perAux) };
-    const e = await vision.encodeImage(low, aux);
-    N = e.imageTokens.dims[1]!;
-    imageParts.push(e.imageTokens.data);
-    const objects = await vision.encodeBoxes(e.stages, frameBoxes[f]!.boxes);
-    boxParts.push(objects.boxTokens.data);
-  }
+  // All frames through the towers in one encoder run, then every frame's boxes against its own
+  // ConvNeXt stages in one object-feature run.
+  const e = await vision.encodeImage({ dims: [F, 3, s, s], data: px.pixelValues }, { dims: [F, 3, S, S], data: px.pixelValuesAux });
+  const objects = await vision.encodeBoxesBatch(e.stages, frameBoxes.map((b) => b.boxes));
   const boxCounts = frameBoxes.map((b) => b.count);
   const K = boxCounts.reduce((a, b) => a + b, 0);
+  if (objects.boxTokens.dims[0] !== K) throw new Error(`video tokens: ${objects.boxTokens.dims[0]} box tokens for ${K} boxes`);
   return {
-    imageTokens: { dims: [F, N, H], data: concat(imageParts) },
-    boxTokens: { dims: [K, H], data: concat(boxParts) },
+    imageTokens: e.imageTokens,
+    boxTokens: objects.boxTokens,
     boxes: { dims: [K, 4], data: concat(frameBoxes.map((b) => b.boxes)) },
     boxCounts,
     labels: frameBoxes.map((b) => [...b.labels]),

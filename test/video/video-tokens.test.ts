@@ -19,7 +19,7 @@ import { Tokenizer } from '../../src/tokenizer/tokenizer.js';
 import { InputError } from '../../src/core/errors.js';
 import { SafetensorsStore } from '../../src/weights/safetensors.js';
 import { readBytes, readF32 } from '../../src/weights/types.js';
-import { ROOT, TINY } from '../helpers/fixtures.js';
+import { ROOT, TINY, relErr } from '../helpers/fixtures.js';
 
 const VIDEO_DIR = join(ROOT, 'fixtures', 'video');
 const VIDEO = join(VIDEO_DIR, 'synthetic_landscape.mkv');
@@ -90,11 +90,14 @@ test('each frame\'s tokens are the image path\'s vision sessions fed that frame\
       { dims: [1, 3, 336, 336], data: tokens.pixelValues.data.slice(f * s, (f + 1) * s) },
       { dims: [1, 3, 768, 768], data: tokens.pixelValuesAux.data.slice(f * S, (f + 1) * S) },
     );
-    assert.deepEqual(Array.from(tokens.imageTokens.data.subarray(f * 576 * H, (f + 1) * 576 * H)), Array.from(enc.imageTokens.data), `frame ${f} image tokens`);
+    // encodeVideo runs the frames batched: the same numbers up to float summation order.
+    const img = relErr(tokens.imageTokens.data.subarray(f * 576 * H, (f + 1) * 576 * H), enc.imageTokens.data);
+    assert.ok(img < 1e-5, `frame ${f} image tokens: rel err ${img}`);
     b = COUNTS.slice(0, f).reduce((x, y) => x + y, 0);
     const k = COUNTS[f]!;
     const objects = await vision.encodeBoxes(enc.stages, tokens.boxes.data.slice(4 * b, 4 * (b + k)));
-    assert.deepEqual(Array.from(tokens.boxTokens.data.subarray(b * H, (b + k) * H)), Array.from(objects.boxTokens.data), `frame ${f} box tokens`);
+    const box = relErr(tokens.boxTokens.data.subarray(b * H, (b + k) * H), objects.boxTokens.data);
+    assert.ok(box < 1e-5, `frame ${f} box tokens: rel err ${box}`);
   }
 });
 
