@@ -97,6 +97,11 @@ export interface EvalRunCliOptions extends ModelSpec {
   maxNewTokens: number;
   maxPixels: number;
   officialVqaNormalisation?: boolean;
+  /** video QA: frames sampled per video */
+  frames?: number;
+  judgeUrl?: string;
+  judgeModel?: string;
+  judgeKeyEnv?: string;
   threads?: number;
   template?: string;
   packedCache?: string | false;
@@ -127,8 +132,18 @@ export async function runEvalRun(o: EvalRunCliOptions, write: Write = stdout): P
     if (o.endpointModel) throw new InputError('--endpoint-model goes with --endpoint', '--endpoint-model');
     target = { kind: 'local', spec, threads: o.threads, template: o.template, packedCache: o.packedCache, detection };
   }
+  const video = benchmarkFor(o.bench).route === 'video_qa';
+  if (!video) {
+    if (o.frames !== undefined) throw new InputError(`--frames goes with the video QA benchmarks (msvd_qa, msrvtt_qa), not ${o.bench}`, '--frames');
+    if (o.judgeUrl) throw new InputError(`--judge-url goes with the video QA benchmarks (msvd_qa, msrvtt_qa), not ${o.bench}`, '--judge-url');
+  }
+  if (o.judgeUrl === undefined && (o.judgeModel !== undefined || o.judgeKeyEnv !== undefined)) {
+    throw new InputError(`${o.judgeModel !== undefined ? '--judge-model' : '--judge-key-env'} goes with --judge-url`, o.judgeModel !== undefined ? '--judge-model' : '--judge-key-env');
+  }
   const progress = new Progress(!o.quiet && !o.json);
   const bar = progress.bar(`eval ${o.bench}`);
+  const judging = progress.bar('judging');
+  let judged = false;
   let ok = false;
   try {
     const r = await runEval({
@@ -146,6 +161,13 @@ export async function runEvalRun(o: EvalRunCliOptions, write: Write = stdout): P
       maxNewTokens: o.maxNewTokens,
       maxPixels: o.maxPixels,
       officialVqa: o.officialVqaNormalisation,
+      ...(o.frames !== undefined ? { frames: o.frames } : {}),
+      ...(o.judgeUrl ? { judge: { url: o.judgeUrl, model: o.judgeModel, apiKeyEnv: o.judgeKeyEnv ?? 'OPENAI_API_KEY', concurrency: o.concurrency } } : {}),
+      onJudged: (done, total) => {
+        if (!judged) bar.end(true);
+        judged = true;
+        judging.update(done, total);
+      },
       onNote: noteOnStderr(o.quiet),
       onProgress: (p) => {
         const parts = [p.etaMs !== null && p.done < p.total ? `ETA ${duration(p.etaMs)}` : '', p.score !== null ? `score ${p.score.toFixed(3)}` : ''].filter((x) => x);
@@ -153,7 +175,8 @@ export async function runEvalRun(o: EvalRunCliOptions, write: Write = stdout): P
       },
     });
     ok = true;
-    bar.end(true);
+    if (judged) judging.end(true);
+    else bar.end(true);
     if (o.json) {
       const { score, ...rest } = r;
       write(JSON.stringify({ ...rest, ...(score ? { overall: score.overall, table: score.table, files: score.files } : {}) }) + '\n');
@@ -168,7 +191,7 @@ export async function runEvalRun(o: EvalRunCliOptions, write: Write = stdout): P
       write(`not scored: ${r.note}\n`);
     }
   } finally {
-    if (!ok) bar.end(false);
+    if (!ok) (judged ? judging : bar).end(false);
   }
 }
 

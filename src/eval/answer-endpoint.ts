@@ -2,6 +2,12 @@
 // image (a data URL) and the question, temperature 0, max_tokens as the run's max_new_tokens.
 // The server does its own detection (boxes are not sent). Up to `concurrency` requests at once;
 // the client retries what fails transiently (connection errors, 408/409/429/5xx).
+//
+// A video item (MSVD-QA, MSRVTT-QA) goes as a `{"type": "video_url", "video_url": {"url":
+// "data:video/...;base64,..."}}` part (the video file's bytes; OpenAI has no standard video part:
+// `mgllava serve` and vLLM-style servers read this one) with `"mgllava": {"frames": N, "pad":
+// true, "box_limit": 100}` (mgllava serve's extension: frames to sample, pad_image_to_square, the
+// box cap); the server adds the release's `<video>\n` itself.
 
 import OpenAI from 'openai';
 import { readFileSync, existsSync } from 'node:fs';
@@ -20,6 +26,21 @@ export interface EndpointOptions {
   maxNewTokens: number;
   /** milliseconds per request (default 10 minutes) */
   timeoutMs?: number;
+  /** video items: the frames the server is asked to sample, pad_image_to_square, the box cap */
+  video?: { frames: number; pad: boolean; limit: number | null };
+}
+
+/** A video's MIME type by its extension (the server decodes whatever ffmpeg reads). */
+export function videoMime(path: string): string {
+  const ext = path.slice(path.lastIndexOf('.') + 1).toLowerCase();
+  const known: Record<string, string> = { mp4: 'video/mp4', m4v: 'video/mp4', avi: 'video/x-msvideo', mov: 'video/quicktime', mkv: 'video/x-matroska', webm: 'video/webm', mpg: 'video/mpeg', mpeg: 'video/mpeg', ogv: 'video/ogg' };
+  return known[ext] ?? 'application/octet-stream';
+}
+
+/** The video file of a video item as a data URL. */
+export function videoDataUrl(path: string, key: string): string {
+  if (!existsSync(path)) throw new InputError(`row ${key}: video not found: ${path}`, path);
+  return `data:${videoMime(path)};base64,${readFileSync(path).toString('base64')}`;
 }
 
 /** The MIME type of image bytes by their signature (PNG, JPEG, GIF, WebP, BMP), else PNG. */
@@ -32,7 +53,7 @@ export function imageMime(b: Uint8Array): string {
 }
 
 export function mediaDataUrl(m: MediaRef, key: string): string {
-  if (m.kind === 'video') throw new InputError(`row ${key}: a video item; video evaluation comes with video support (issue 15)`, 'video');
+  if (m.kind === 'video') throw new InputError(`row ${key}: a video item, not an image`, 'video');
   let bytes: Buffer;
   if (m.kind === 'image') {
     if (!existsSync(m.path)) throw new InputError(`row ${key}: image not found: ${m.path}`, m.path);
@@ -82,16 +103,23 @@ export class EndpointAnswerer implements Answerer {
 
   async answer(item: EvalItem): Promise<string> {
     const content: OpenAI.Chat.Completions.ChatCompletionContentPart[] = [];
-    if (item.media) content.push({ type: 'image_url', image_url: { url: mediaDataUrl(item.media, item.key) } });
+    const video = item.media?.kind === 'video' ? item.media.path : undefined;
+    if (video !== undefined) {
+      // Not in OpenAI's types: the part mgllava serve (and vLLM) read.
+      content.push({ type: 'video_url', video_url: { url: videoDataUrl(video, item.key) } } as unknown as OpenAI.Chat.Completions.ChatCompletionContentPart);
+    } else if (item.media) {
+      content.push({ type: 'image_url', image_url: { url: mediaDataUrl(item.media, item.key) } });
+    }
     content.push({ type: 'text', text: item.prompt });
     let r: OpenAI.Chat.Completions.ChatCompletion;
     try {
-      r = await this.client.chat.completions.create({
+      const body: OpenAI.Chat.Completions.ChatCompletionCreateParamsNonStreaming = {
         model: this.model,
         messages: [{ role: 'user', content }],
         temperature: 0,
         max_tokens: this.o.maxNewTokens,
-      });
+      };
+      r = await this.client.chat.completions.create(video !== undefined && this.o.video ? ({ ...body, mgllava: { frames: this.o.video.frames, pad: this.o.video.pad, box_limit: this.o.video.limit ?? 0 } } as typeof body) : body);
     } catch (e) {
       const status = (e as { status?: number }).status;
       throw new InputError(`--endpoint ${this.o.url}: row ${item.key}: ${status ? `HTTP ${status}: ` : ''}${(e as Error).message}`, '--endpoint');

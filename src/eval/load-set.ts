@@ -16,6 +16,11 @@ export interface SetInputs {
   images?: string;
   /** TextVQA annotations, GQA answers, or video answers */
   answers?: string;
+  /**
+   * Video QA: the release's video box JSON; the extension of its first entry's `video` is the
+   * extension of every video of the set (as the release resolves them). Other benchmarks: unused here.
+   */
+  boxes?: string;
 }
 
 export interface LoadedSet {
@@ -31,7 +36,7 @@ export function loadEvalSet(bench: Benchmark, i: SetInputs): LoadedSet {
   if (bench.route === 'video_qa') {
     if (i.data.length > 1) throw new InputError(`give one --data questions JSON for ${bench.name} (got ${i.data.length})`, '--data');
     if (!i.answers) throw new InputError(`${bench.name} needs --answers FILE (the answers JSON, matched to the questions by position)`, '--answers');
-    return { set: readVideoQa(first, i.answers, { videos: i.images ?? dirname(first) }), fromJsonl: false };
+    return { set: readVideoQa(first, i.answers, { videos: i.images ?? dirname(first), ...(i.boxes !== undefined ? { boxes: i.boxes } : {}) }), fromJsonl: false };
   }
   if (ext === '.tsv') {
     if (i.data.length > 1) throw new InputError(`give one --data TSV (got ${i.data.length})`, '--data');

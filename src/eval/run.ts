@@ -1,6 +1,9 @@
 // `mgllava eval` as a library call: read the benchmark, open (or continue) the run folder, answer
 // the items of this shard that are not done, then write the predictions TSV VLMEvalKit users know
-// and, for a whole (unsharded) run, score it exactly as `eval score` does.
+// and, for a whole (unsharded) run, score it exactly as `eval score` does. Video QA (MSVD-QA,
+// MSRVTT-QA): each item's video sampled as the release samples it (`frames`, default 8, part of
+// the run's identity), scored after the run through the judge (--judge-url) or the labelled
+// exact-match fallback, as `eval score` scores video predictions.
 
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -8,8 +11,9 @@ import { InputError } from '../core/errors.js';
 import { resolveModelFiles, type ModelSpec } from '../model/model-files.js';
 import type { DetectionSettings } from '../model/mg-llava.js';
 import { indexBoxEntries } from '../preprocess/box-index.js';
+import { parseVideoBoxJson, videoBoxEntry } from '../video/boxes.js';
 import { EndpointAnswerer } from './answer-endpoint.js';
-import { LocalAnswerer, localModelIdentity, type BoxSource } from './answer-local.js';
+import { evalVideoSettings, LocalAnswerer, localModelIdentity, type BoxSource, type EvalVideoSettings } from './answer-local.js';
 import { benchmarkFor, NOT_SCORED_FROM_TSV, type Benchmark } from './benchmarks.js';
 import type { EvalSet } from './dataset.js';
 import { loadEvalSet, type SetInputs } from './load-set.js';
@@ -19,6 +23,7 @@ import { runItems, type Answerer, type RunProgress } from './runner.js';
 import { checkOfficialVqa, scoreAndWrite, type ScoreFiles, type ScoreResult } from './score.js';
 import { formatTsvQuoteAll, parseTsv, type Cell, type ColumnKind } from './tsv.js';
 import { releaseScore, type ReleaseScore } from './release-score.js';
+import { scoreVideoQa, type JudgeSettings } from './score-video.js';
 import { formatVqav2Upload, readVqav2TestSplit, vqav2UploadFile } from './vqav2.js';
 
 export const DEFAULT_EVAL_MAX_NEW_TOKENS = 100;
@@ -42,6 +47,12 @@ export interface EvalRunOptions extends SetInputs {
   maxPixels?: number;
   /** TextVQA: score with the official (MMF m4c) evaluator */
   officialVqa?: boolean;
+  /** video QA: frames sampled per video (default 8, the release's) */
+  frames?: number;
+  /** video QA: score through this judge (judge.ts) instead of the exact-match fallback */
+  judge?: JudgeSettings;
+  /** video QA: judge verdicts made (or found in the run folder's judge.jsonl) so far */
+  onJudged?: (done: number, total: number) => void;
   onProgress?: (p: RunProgress) => void;
   onNote?: (m: string) => void;
   /** called once the model is loaded (or found unneeded) */
@@ -65,8 +76,30 @@ export interface EvalRunResult {
   release?: ReleaseScore;
 }
 
-function readBoxSource(o: EvalRunOptions, set: EvalSet, rows: readonly number[]): { source: BoxSource; id: Promise<string> } {
+/** The release's video box JSON (a list of {video, frames}), every row's video in it with an entry per sampled frame. */
+function readVideoBoxSource(o: EvalRunOptions, boxes: string, set: EvalSet, rows: readonly number[], frames: number): { source: BoxSource; id: Promise<string> } {
+  const path = resolve(boxes);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new InputError(`--boxes ${boxes}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : (e as Error).message}`, '--boxes');
+  }
+  let index;
+  try {
+    index = parseVideoBoxJson(text, boxes);
+  } catch (e) {
+    if (e instanceof InputError) throw new InputError(`--boxes for ${o.bench} is the release's video box JSON ([{"video": "name.ext", "frames": [{boxes, labels, scores}, ...]}]): ${e.message}`, '--boxes');
+    throw e;
+  }
+  for (const r of rows) videoBoxEntry(index, boxes, set.boxKeys(r)[0]!, frames);
+  return { source: { kind: 'video-file', path: boxes, index }, id: fileSha256(path).then((h) => `video file sha256:${h}`) };
+}
+
+function readBoxSource(o: EvalRunOptions, set: EvalSet, rows: readonly number[], video: EvalVideoSettings | null): { source: BoxSource; id: Promise<string> } {
   if (o.boxes && o.noBoxes) throw new InputError('give --boxes FILE or --no-boxes, not both', '--boxes');
+  if (video && o.boxes && o.target.kind === 'local') return readVideoBoxSource(o, o.boxes, set, rows, video.frames);
   if (o.noBoxes) return { source: { kind: 'none' }, id: Promise.resolve('none') };
   if (!o.boxes) {
     if (o.target.kind === 'endpoint') return { source: { kind: 'none' }, id: Promise.resolve('the endpoint\'s own') };
@@ -140,8 +173,11 @@ export function finishPredictions(bench: Benchmark, set: EvalSet, done: Readonly
     writeAtomic(upload, formatVqav2Upload(vqav2UploadFile(ids, new Map([...done].map(([k, p]) => [k, p.prediction])))));
     return { predictions, score: null, note: `VQAv2 test-dev is scored by the EvalAI server: upload ${upload}` };
   }
-  if (NOT_SCORED_FROM_TSV.includes(bench.route)) return { predictions, score: null, note: `${bench.name} is not scored here yet` };
+  if (NOT_SCORED_FROM_TSV.includes(bench.route) && bench.route !== 'video_qa') return { predictions, score: null, note: `${bench.name} is not scored here yet` };
   if (!set.table.has('answer')) return { predictions, score: null, note: 'the data has no answers to score with' };
+  if (bench.route === 'video_qa') {
+    return { predictions, score: null, note: `score the predictions with: mgllava eval score --bench ${bench.name} --data QUESTIONS --answers ANSWERS --predictions ${predictions} [--judge-url URL]` };
+  }
   // Scored from the file as written, read back the pandas way (as VLMEvalKit scores its own dump).
   // An index held as text (ids with leading zeros) stays text; the official TextVQA evaluator
   // reads the answers as the model gave them (the release's jsonl), not through pandas.
@@ -155,28 +191,37 @@ export async function runEval(o: EvalRunOptions): Promise<EvalRunResult> {
   const bench = benchmarkFor(o.bench);
   if (o.officialVqa) checkOfficialVqa(bench);
   const maxNewTokens = o.maxNewTokens ?? DEFAULT_EVAL_MAX_NEW_TOKENS;
+  const isVideo = bench.route === 'video_qa';
+  if (!isVideo && o.frames !== undefined) throw new InputError(`--frames goes with the video QA benchmarks (msvd_qa, msrvtt_qa), not ${bench.name}`, '--frames');
+  if (!isVideo && o.judge) throw new InputError(`--judge-url goes with the video QA benchmarks (msvd_qa, msrvtt_qa), not ${bench.name}`, '--judge-url');
+  if (o.frames !== undefined && (!Number.isInteger(o.frames) || o.frames < 1)) throw new InputError(`--frames ${o.frames}: expected a positive integer`, '--frames');
+  const video = isVideo ? evalVideoSettings(o.frames, bench.boxLimit) : null;
   const { set, fromJsonl } = loadEvalSet(bench, o);
   let rows = shardRows(set.table.length, o.shard ?? null);
   if (o.limit !== undefined) rows = rows.slice(0, o.limit);
-  const boxes = readBoxSource(o, set, rows);
+  const boxes = readBoxSource(o, set, rows, video);
 
   let answerer: Answerer | undefined;
   let modelId: string;
   if (o.target.kind === 'endpoint') {
-    answerer = await EndpointAnswerer.connect({ ...o.target, maxNewTokens });
+    answerer = await EndpointAnswerer.connect({ ...o.target, maxNewTokens, ...(video ? { video } : {}) });
     modelId = answerer.identity;
   } else {
     modelId = localModelIdentity(o.target.spec, o.target.template);
   }
-  const identity: RunIdentity = {
+  // A video run's sampling is part of what decides its answers: kept in `boxes` (the field the
+  // visual input is compared by) and, readable, in `video`.
+  const boxesId = await boxes.id;
+  const identity: RunIdentity & { video?: EvalVideoSettings } = {
     bench: bench.name,
     dataset: bench.dataset,
     data: await Promise.all([...o.data, ...(o.answers ? [o.answers] : [])].map(dataFileId)),
     model: modelId,
     promptStyle: o.style,
     maxNewTokens,
-    boxes: await boxes.id,
+    boxes: video ? `${boxesId}; video frames ${video.frames}, pad ${video.pad}, box limit ${video.limit ?? 'none'}` : boxesId,
     shard: o.shard && o.shard.n > 1 ? o.shard : null,
+    ...(video ? { video } : {}),
   };
   const run = RunDir.open(o.out, identity, { data: o.data.map((d) => resolve(d)), images: o.images ? resolve(o.images) : null, answers: o.answers ? resolve(o.answers) : null });
   try {
@@ -184,7 +229,7 @@ export async function runEval(o: EvalRunOptions): Promise<EvalRunResult> {
     let result = { made: 0, resumed: rows.length };
     if (todo > 0) {
       if (!answerer && o.target.kind === 'local') {
-        answerer = await LocalAnswerer.load({ ...o.target, boxes: boxes.source, boxLimit: bench.boxLimit, maxNewTokens, runDir: o.out, maxPixels: o.maxPixels, onNote: o.onNote });
+        answerer = await LocalAnswerer.load({ ...o.target, boxes: boxes.source, boxLimit: bench.boxLimit, maxNewTokens, runDir: o.out, maxPixels: o.maxPixels, ...(video ? { frames: video.frames } : {}), onNote: o.onNote });
       }
       o.onReady?.(`${todo} of ${rows.length} items to answer`);
       result = await runItems({ bench, set, style: o.style, fromJsonl, run, answerer: answerer!, rows, onProgress: o.onProgress });
@@ -194,6 +239,15 @@ export async function runEval(o: EvalRunOptions): Promise<EvalRunResult> {
     const keys = new Set(rows.map((r) => set.table.str(r, 'index')));
     const inRun = new Map([...run.done].filter(([k]) => keys.has(k)));
     const fin = finishPredictions(bench, set, inRun, o.out, { sharded: identity.shard !== null, extra: { identity }, testSplit: bench.route === 'vqav2' ? o.answers : undefined, officialVqa: o.officialVqa });
+    if (isVideo && identity.shard === null && inRun.size > 0) {
+      // Scored as `eval score` scores video predictions; the judge's verdicts kept in judge.jsonl.
+      const score = await scoreVideoQa(bench, set, new Map([...inRun].map(([k, p]) => [k, p.prediction])), { judge: o.judge, out: o.out, predictionsPath: fin.predictions, onJudged: o.onJudged });
+      if (score.files) {
+        const summary = JSON.parse(readFileSync(score.files.summary, 'utf8')) as Record<string, unknown>;
+        writeAtomic(score.files.summary, JSON.stringify({ ...summary, identity }, null, 2) + '\n');
+      }
+      return { bench: bench.name, dataset: bench.dataset, out: o.out, total: rows.length, ...result, predictions: fin.predictions, score };
+    }
     return { bench: bench.name, dataset: bench.dataset, out: o.out, total: rows.length, ...result, ...fin };
   } finally {
     run.close();
