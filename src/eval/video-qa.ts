@@ -76,7 +76,9 @@ export function videoFormatFromBoxFile(path: string): string {
   const data = readJson(path, 'box');
   if (!Array.isArray(data) || data.length === 0) throw new InputError(`box file ${path} is not a non-empty JSON list`, path);
   const first = data[0];
-  if (!isObject(first) || typeof first.video !== 'string') throw new InputError(`box file ${path}: entry 0 has no "video" string`, path);
+  if (!isObject(first) || typeof first.video !== 'string') {
+    throw new InputError(`box file ${path}: entry 0 has no "video" string (the release's video box JSON is a list of {"video": "name.ext", "frames": [...]})`, path);
+  }
   const parts = first.video.split('.');
   if (parts.length < 2 || parts[parts.length - 1] === '') {
     throw new InputError(`box file ${path}: entry 0's video ${JSON.stringify(first.video)} has no extension`, path);
