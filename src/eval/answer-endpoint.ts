@@ -5,9 +5,9 @@
 //
 // A video item (MSVD-QA, MSRVTT-QA) goes as a `{"type": "video_url", "video_url": {"url":
 // "data:video/...;base64,..."}}` part (the video file's bytes; OpenAI has no standard video part:
-// `mgllava serve` and vLLM-style servers read this one) with `"mgllava": {"frames": N, "pad":
-// true, "box_limit": 100}` (mgllava serve's extension: frames to sample, pad_image_to_square, the
-// box cap); the server adds the release's `<video>\n` itself.
+// `mgllava serve` reads this one, vLLM-style servers use the same part name) with `"mgllava":
+// {"frames": N, "pad": true, "box_limit": 100}` (mgllava serve's extension: frames to sample,
+// pad_image_to_square, the box cap); the server adds the release's `<video>\n` itself.
 
 import OpenAI from 'openai';
 import { readFileSync, existsSync } from 'node:fs';
@@ -105,7 +105,7 @@ export class EndpointAnswerer implements Answerer {
     const content: OpenAI.Chat.Completions.ChatCompletionContentPart[] = [];
     const video = item.media?.kind === 'video' ? item.media.path : undefined;
     if (video !== undefined) {
-      // Not in OpenAI's types: the part mgllava serve (and vLLM) read.
+      // Not in OpenAI's types: the part mgllava serve reads.
       content.push({ type: 'video_url', video_url: { url: videoDataUrl(video, item.key) } } as unknown as OpenAI.Chat.Completions.ChatCompletionContentPart);
     } else if (item.media) {
       content.push({ type: 'image_url', image_url: { url: mediaDataUrl(item.media, item.key) } });
