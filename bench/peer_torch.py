@@ -2,8 +2,12 @@
 with the release's semantics (HF CLIP eager attention, timm ConvNeXt, the Conv-Gate fusion,
 torchvision roi_align), on the same weights and inputs as mgllava-ts.
 
-usage: peer_torch.py MODEL_DIR INPUTS.safetensors THREADS RUNS
+usage: peer_torch.py MODEL_DIR INPUTS.safetensors THREADS RUNS [--frames]
 prints one JSON line {load, encoder, boxes, rss} (seconds, GiB), medians over RUNS.
+--frames (bench/video-vision.ts): INPUTS holds a video's frames, pixel_values [F,3,336,336] and
+pixel_values_aux [F,3,768,768], boxes [sum k,4] and box_counts [F]; the frames go through the
+towers, fusion and projector as one batch, every frame's boxes through one roi_align against
+that frame's features; the JSON adds total (median of encoder + boxes per run).
 Needs Debian's python3-torch, python3-torchvision and libopenblas0-pthread (without an optimised
 BLAS, Debian's torch is ~50x slower and the comparison is meaningless).
 """
@@ -120,6 +124,7 @@ def projector(w, name, x):
 
 def main():
     model_dir, inputs, threads, runs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    frames = '--frames' in sys.argv[5:]
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
     cfg = json.load(open(os.path.join(model_dir, '..', 'clip', 'config.json')))
@@ -129,6 +134,11 @@ def main():
     mg_w = load_safetensors(os.path.join(model_dir, 'model.safetensors'))
     load = time.perf_counter() - t0
     x = load_safetensors(inputs)
+    if frames:  # one box tensor per frame: roi_align's list form gives each its frame's batch index
+        counts = [int(c) for c in x['box_counts'].tolist()]
+        box_list = list(torch.split(x['boxes'], counts))
+    else:
+        box_list = [x['boxes']]
     enc_t, box_t = [], []
     for _ in range(runs):
         t0 = time.perf_counter()
@@ -139,12 +149,15 @@ def main():
         t0 = time.perf_counter()
         size = stages[0].shape[-2:]
         feats = torch.cat([stages[0]] + [F.interpolate(s, size=size, mode='bilinear', align_corners=False) for s in stages[1:]], 1)
-        pooled = roi_align(feats, [x['boxes']], output_size=56, spatial_scale=size[0] / 768, sampling_ratio=-1, aligned=False).mean((2, 3))
+        pooled = roi_align(feats, box_list, output_size=56, spatial_scale=size[0] / 768, sampling_ratio=-1, aligned=False).mean((2, 3))
         projector(mg_w, 'bbox_projector', pooled)
         box_t.append(time.perf_counter() - t0)
     median = lambda v: sorted(v)[len(v) // 2]
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
-    print(json.dumps({'load': load, 'encoder': median(enc_t), 'boxes': median(box_t), 'rss': rss}))
+    out = {'load': load, 'encoder': median(enc_t), 'boxes': median(box_t), 'rss': rss}
+    if frames:
+        out['total'] = median([a + b for a, b in zip(enc_t, box_t)])
+    print(json.dumps(out))
 
 
 if __name__ == '__main__':
