@@ -58,7 +58,7 @@ function parseArgs(argv: string[]) {
 export interface VideoVisionResult {
   frames: number;
   boxes: number[];
-  ours: { load_s: number; encode_s: number; objects_s: number; total_s: number; runs_s: number[]; per_frame_total_s?: number; packed: string };
+  ours: { load_s: number; encode_s: number; objects_s: number; total_s: number; runs_s: number[]; per_frame_total_s?: number; packed: string; peak_rss_gib: number };
   torch: { load_s: number; encode_s: number; objects_s: number; total_s: number; peak_rss_gib: number } | { skipped: string };
   ratio?: number;
 }
@@ -112,7 +112,7 @@ async function main(): Promise<void> {
   const packed = vision.packed;
   await model.release();
   const runs = enc.map((e, i) => e + obj[i]!);
-  const ours = { load_s: load, encode_s: median(enc), objects_s: median(obj), total_s: median(runs), runs_s: runs, per_frame_total_s: perFrame, packed };
+  const ours = { load_s: load, encode_s: median(enc), objects_s: median(obj), total_s: median(runs), runs_s: runs, per_frame_total_s: perFrame, packed, peak_rss_gib: process.resourceUsage().maxRSS / 2 ** 20 };
 
   // PyTorch on the same tensors.
   const inputs = join(tmpdir(), `mgllava-video-inputs-${process.pid}.safetensors`);
@@ -167,7 +167,7 @@ function writeDocs(r: VideoVisionResult, o: ReturnType<typeof parseArgs>, load0:
     `| **8-frame vision side** | ${f2(r.ours.total_s)} | ${ok ? f2(t.total_s) : '-'} | ${r.ratio !== undefined ? `**${f2(r.ratio)}**` : '-'} | <= 0.8 |`,
     `| load | ${f2(r.ours.load_s)} | ${ok ? f2(t.load_s) : '-'} | | |`,
     '',
-    ok ? `PyTorch's peak RSS ${t.peak_rss_gib.toFixed(1)} GiB. Our encoder's packed weights: ${r.ours.packed}. Our runs (s): ${r.ours.runs_s.map(f2).join(', ')}.${r.ours.per_frame_total_s !== undefined ? ` Ours frame by frame (8 encoder runs, 8 object-feature runs), one run: ${f2(r.ours.per_frame_total_s)} s.` : ''}` : `PyTorch: ${t.skipped}.`,
+    ok ? `Peak RSS: ours ${r.ours.peak_rss_gib.toFixed(1)} GiB${o.perFrame ? ' (with the frame-by-frame run)' : ''}, PyTorch's ${t.peak_rss_gib.toFixed(1)} GiB. Our encoder's packed weights: ${r.ours.packed}. Our runs (s): ${r.ours.runs_s.map(f2).join(', ')}.${r.ours.per_frame_total_s !== undefined ? ` Ours frame by frame (8 encoder runs, 8 object-feature runs), one run: ${f2(r.ours.per_frame_total_s)} s.` : ''}` : `PyTorch: ${t.skipped}.`,
     END,
   ];
   let doc = readFileSync(path, 'utf8');

@@ -79,6 +79,9 @@ export async function videoFramesOf(video: string | VideoFrames, frames: number)
   return loadVideoFrames(video, { frames });
 }
 
+/** Frames per encoder / object-feature run (every frame of the release's 8 in one). */
+export const VIDEO_BATCH = 8;
+
 /** The placeholder box of a frame without boxes. */
 const PLACEHOLDER: VideoFrameBoxes = { boxes: new Float32Array(4), labels: [], count: 1, placeholder: true };
 
@@ -98,16 +101,34 @@ export async function encodeVideoTokens(enc: VideoEncoder, video: VideoFrames, o
   }
   const frameBoxes = dets ? videoFrameBoxes(dets, { width: video.width, height: video.height, pad: o.pad, limit: o.limit, size: S, numFrames: F, name: 'video boxes' }) : video.frames.map(() => PLACEHOLDER);
 
-  // All frames through the towers in one encoder run, then every frame's boxes against its own
-  // ConvNeXt stages in one object-feature run.
-  const e = await vision.encodeImage({ dims: [F, 3, s, s], data: px.pixelValues }, { dims: [F, 3, S, S], data: px.pixelValuesAux });
-  const objects = await vision.encodeBoxesBatch(e.stages, frameBoxes.map((b) => b.boxes));
+  // The frames through the towers in one encoder run, then every frame's boxes against its own
+  // ConvNeXt stages in one object-feature run: all of them at the default 8 frames, groups of
+  // VIDEO_BATCH frames beyond (the encoder's activations grow with the batch).
+  const H = vision.shapes.llmWidth;
+  const perClip = 3 * s * s;
+  const perAux = 3 * S * S;
+  const imageParts: Float32Array[] = [];
+  const boxParts: Float32Array[] = [];
+  let N = 0;
+  for (let f0 = 0; f0 < F; f0 += VIDEO_BATCH) {
+    const f1 = Math.min(F, f0 + VIDEO_BATCH);
+    const n = f1 - f0;
+    const e = await vision.encodeImage(
+      { dims: [n, 3, s, s], data: px.pixelValues.subarray(f0 * perClip, f1 * perClip) },
+      { dims: [n, 3, S, S], data: px.pixelValuesAux.subarray(f0 * perAux, f1 * perAux) },
+    );
+    N = e.imageTokens.dims[1]!;
+    imageParts.push(e.imageTokens.data);
+    const objects = await vision.encodeBoxesBatch(e.stages, frameBoxes.slice(f0, f1).map((b) => b.boxes));
+    boxParts.push(objects.boxTokens.data);
+  }
   const boxCounts = frameBoxes.map((b) => b.count);
   const K = boxCounts.reduce((a, b) => a + b, 0);
-  if (objects.boxTokens.dims[0] !== K) throw new Error(`video tokens: ${objects.boxTokens.dims[0]} box tokens for ${K} boxes`);
+  const boxTokens = imageParts.length === 1 ? boxParts[0]! : concat(boxParts);
+  if (boxTokens.length !== K * H) throw new Error(`video tokens: ${boxTokens.length / H} box tokens for ${K} boxes`);
   return {
-    imageTokens: e.imageTokens,
-    boxTokens: objects.boxTokens,
+    imageTokens: { dims: [F, N, H], data: imageParts.length === 1 ? imageParts[0]! : concat(imageParts) },
+    boxTokens: { dims: [K, H], data: boxTokens },
     boxes: { dims: [K, 4], data: concat(frameBoxes.map((b) => b.boxes)) },
     boxCounts,
     labels: frameBoxes.map((b) => [...b.labels]),

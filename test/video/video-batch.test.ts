@@ -3,7 +3,8 @@
 // all 8 frames through the encoder in one run and every frame's boxes through the object
 // features in one run; each frame's image and box tokens match the frame-by-frame path (one
 // encoder run per frame, that frame's boxes against its own stages) to 1e-5 relative, and
-// encodeBoxesBatch's frame bookkeeping (uneven counts, frames without boxes) holds.
+// encodeBoxesBatch's frame bookkeeping (uneven counts, frames without boxes) holds; more frames
+// than VIDEO_BATCH run in groups with the same numbers.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,7 +13,8 @@ import { MgLlava } from '../../src/model/mg-llava.js';
 import { VisionModel } from '../../src/model/mg-llava-vision.js';
 import { Detections } from '../../src/preprocess/boxes.js';
 import { readVideoBoxFile, videoBoxEntry } from '../../src/video/boxes.js';
-import { VideoTokens } from '../../src/video/video-tokens.js';
+import { VIDEO_BATCH, VideoTokens, encodeVideoTokens } from '../../src/video/video-tokens.js';
+import { loadVideoFrames } from '../../src/video/frames.js';
 import { F32Tensor } from '../../src/core/tensor.js';
 import { ROOT, TINY, relErr } from '../helpers/fixtures.js';
 
@@ -102,4 +104,24 @@ test('encodeBoxesBatch: each frame\'s boxes against its own stages, uneven count
   assert.deepEqual(none.boxTokens.dims, [0, H]);
   // One box set per image of the batch.
   await assert.rejects(vision.encodeBoxesBatch(stages, [boxes[0]!]), /2|box sets/);
+});
+
+test('more frames than VIDEO_BATCH: groups of frames, each frame as frame by frame', async () => {
+  const F = VIDEO_BATCH + 2;
+  const video = await loadVideoFrames(VIDEO, { frames: F });
+  const v = await encodeVideoTokens({ vision }, video, { boxes: null });
+  assert.deepEqual(v.imageTokens.dims, [F, 576, H]);
+  assert.deepEqual(v.boxCounts, new Array(F).fill(1));
+  assert.deepEqual(v.boxTokens.dims, [F, H]);
+  for (const f of [0, VIDEO_BATCH - 1, VIDEO_BATCH, F - 1]) {
+    const enc = await vision.encodeImage(
+      { dims: [1, 3, 336, 336], data: v.pixelValues.data.slice(f * s, (f + 1) * s) },
+      { dims: [1, 3, 768, 768], data: v.pixelValuesAux.data.slice(f * S, (f + 1) * S) },
+    );
+    const img = relErr(v.imageTokens.data.subarray(f * 576 * H, (f + 1) * 576 * H), enc.imageTokens.data);
+    assert.ok(img < 1e-5, `frame ${f} image tokens: rel err ${img}`);
+    const objects = await vision.encodeBoxes(enc.stages, new Float32Array(4));
+    const box = relErr(v.boxTokens.data.subarray(f * H, (f + 1) * H), objects.boxTokens.data);
+    assert.ok(box < 1e-5, `frame ${f} box tokens: rel err ${box}`);
+  }
 });
