@@ -4,6 +4,8 @@
 //   main --run{id, job}--> worker --token*--> --done{result} | error{message, input}
 //   main --cancel{id}-->   (the running job stops at its next token; a queued one is dropped)
 
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { InputError } from '../core/errors.js';
@@ -12,13 +14,14 @@ import { readLlmFolderConfig } from '../model/llm/causal-lm.js';
 import { MgLlava } from '../model/mg-llava.js';
 import type { Detections } from '../preprocess/boxes.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
-import type { FromWorker, ToWorker, WorkerInit, WorkerJob, WorkerResult, WorkerTokenLogprob } from './protocol.js';
+import { DEFAULT_VIDEO_FRAMES, loadVideoFrames } from '../video/frames.js';
+import type { BoxesJson, FromWorker, ToWorker, WorkerInit, WorkerJob, WorkerResult, WorkerTokenLogprob } from './protocol.js';
 
 const port = parentPort!;
 const init = workerData as WorkerInit;
 const post = (m: FromWorker, transfer?: ArrayBuffer[]) => port.postMessage(m, transfer);
 
-function detectionsOut(d: Detections, detected: boolean): NonNullable<WorkerResult['boxes']> {
+function detectionsOut(d: Detections, detected: boolean): BoxesJson {
   const n = d.labels.length;
   return { boxes: Array.from({ length: n }, (_, i) => Array.from(d.boxes.subarray(i * 4, i * 4 + 4))), labels: [...d.labels], scores: Array.from(d.scores), detected };
 }
@@ -49,8 +52,44 @@ async function main(): Promise<void> {
     return { token, logprob, bytes: [...Buffer.from(token, 'utf8')] };
   };
 
+  // The detector's boxes of recent videos' sampled frames, by the file's hash and the frame
+  // count: a follow-up about the same video does not detect again.
+  const detectedVideos = new Map<string, Detections[]>();
+  async function detectVideo(path: string, frames: number, signal: AbortSignal): Promise<Detections[]> {
+    const key = `${createHash('sha256').update(await readFile(path)).digest('hex')}:${frames}`;
+    const hit = detectedVideos.get(key);
+    if (hit) {
+      detectedVideos.delete(key);
+      detectedVideos.set(key, hit);
+      return hit;
+    }
+    const video = await loadVideoFrames(path, { frames });
+    const out: Detections[] = [];
+    for (const f of video.frames) {
+      if (signal.aborted) break;
+      out.push(toDetections(await model.detectObjects(f)));
+    }
+    if (out.length === video.frames.length) {
+      detectedVideos.set(key, out);
+      if (detectedVideos.size > 32) detectedVideos.delete(detectedVideos.keys().next().value!);
+    }
+    return out;
+  }
+
   async function run(id: number, job: WorkerJob, signal: AbortSignal): Promise<WorkerResult> {
     if (job.detect === true && !model.detectsBoxes) throw new InputError('this server has no detector configured (mgllava.detect)');
+    const frames = job.frames ?? DEFAULT_VIDEO_FRAMES;
+    // A video's boxes: given, none, or the detector's on each sampled frame (found here, so that
+    // the answer can report them).
+    let videoBoxes: Detections[] | null | undefined;
+    let videoDetected = false;
+    if (job.video !== undefined) {
+      videoBoxes = job.videoBoxes ?? (job.detect === false || !model.detectsBoxes ? null : undefined);
+      if (videoBoxes === undefined) {
+        videoBoxes = await detectVideo(job.video, frames, signal);
+        videoDetected = true;
+      }
+    }
     // Boxes given, or none (detect: false), or the detector's when one is configured.
     const boxes: Detections | null | undefined = job.boxes ?? (job.detect === false || !model.detectsBoxes ? null : undefined);
     const g = job.generation;
@@ -59,6 +98,7 @@ async function main(): Promise<void> {
       history: job.history,
       ...(job.system !== undefined ? { system: job.system } : {}),
       ...(job.image ? { image: job.image, boxes, boxOptions: { limit: job.boxLimit }, maxPixels: init.maxPixels } : {}),
+      ...(job.video !== undefined ? { video: job.video, videoBoxes, videoOptions: { pad: job.pad ?? true, limit: job.boxLimit, frames } } : {}),
       signal,
       generation: {
         ...(g.maxNewTokens !== undefined ? { maxNewTokens: g.maxNewTokens } : {}),
@@ -76,7 +116,9 @@ async function main(): Promise<void> {
       post({ type: 'token', id, text: t.text, ...(logprob ? { logprob } : {}) });
     }
     const r = await stream.result;
-    const used = job.boxes ? detectionsOut(job.boxes, false) : r.detections ? detectionsOut(toDetections(r.detections), true) : undefined;
+    const used = job.video !== undefined
+      ? videoBoxes ? videoBoxes.slice(0, frames).map((d) => detectionsOut(d, videoDetected)) : undefined
+      : job.boxes ? detectionsOut(job.boxes, false) : r.detections ? detectionsOut(toDetections(r.detections), true) : undefined;
     return {
       text: r.text,
       finishReason: r.finishReason === 'length' ? 'length' : r.finishReason === 'abort' ? 'abort' : 'stop',
@@ -85,6 +127,7 @@ async function main(): Promise<void> {
       cachedTokens: r.cachedTokens,
       timings: { encodeMs: r.timings.encodeMs, prefillMs: r.timings.prefillMs, decodeTokensPerS: r.timings.decodeTokensPerS, decodeMs: r.decodeSeconds * 1000 },
       ...(used ? { boxes: used } : {}),
+      ...(job.frameIndices ? { frameIndices: job.frameIndices } : {}),
     };
   }
 

@@ -16,9 +16,21 @@ export interface WorkerInit {
   detection?: { tags?: string[]; threshold?: number };
 }
 
-/** A chat job as the worker gets it: the image already fetched. */
-export interface WorkerJob extends Omit<ChatJob, 'imageUrl' | 'stream' | 'includeUsage' | 'model'> {
+/** A chat job as the worker gets it: the image already fetched, the video in a file. */
+export interface WorkerJob extends Omit<ChatJob, 'imageUrl' | 'videoUrl' | 'stream' | 'includeUsage' | 'model'> {
   image?: Uint8Array;
+  /** the video's file (the server removes a temporary one after the job) */
+  video?: string;
+  /** the frames the video job samples (the server's probe) */
+  frameIndices?: number[];
+}
+
+/** Boxes as the model was given them, in the image's (or frame's) pixels. */
+export interface BoxesJson {
+  boxes: number[][];
+  labels: string[];
+  scores: number[];
+  detected: boolean;
 }
 
 export interface TokenLogprobJson {
@@ -38,8 +50,10 @@ export interface WorkerResult {
   completionTokens: number;
   cachedTokens: number;
   timings: { encodeMs: number; prefillMs: number; decodeTokensPerS: number; decodeMs: number };
-  /** the boxes the model was given for the image, in its pixels */
-  boxes?: { boxes: number[][]; labels: string[]; scores: number[]; detected: boolean };
+  /** the boxes the model was given for the image, in its pixels; for a video, one entry per sampled frame */
+  boxes?: BoxesJson | BoxesJson[];
+  /** a video's sampled frame indices */
+  frameIndices?: number[];
 }
 
 export interface ModelInfo {

@@ -7,6 +7,12 @@
 //                "detect": true, "box_limit": 100}}
 // boxes: the release's box JSON for the image (its pixels); detect: run the configured detector
 // (the default when the model has one and no boxes are given); box_limit: the release's cap.
+//
+// A video instead of an image: a `{"type": "video_url", "video_url": {"url": ...}}` part (one
+// visual, image or video, per conversation), with
+//   {"mgllava": {"video_boxes": [{boxes, labels, scores}, ...], "frames": 8, "pad": true}}
+// video_boxes: the release's per-frame list for the sampled frames (entry j for frame j, frame
+// pixels); frames: frames sampled (np.linspace, default 8); pad: pad_image_to_square (default true).
 
 import { InputError } from '../core/errors.js';
 import { parseBoxJson, type Detections } from '../preprocess/boxes.js';
@@ -35,6 +41,14 @@ export interface ChatJob {
   /** false: no boxes even when a detector is configured */
   detect?: boolean;
   boxLimit: number | null;
+  /** the url of the conversation's one video (data:, http(s): or file:) */
+  videoUrl?: string;
+  /** detector boxes per sampled frame, in the frame's pixels */
+  videoBoxes?: Detections[];
+  /** frames to sample (the video's default: 8) */
+  frames?: number;
+  /** pad_image_to_square for the video frames (default true) */
+  pad?: boolean;
   generation: JobGeneration;
   stream: boolean;
   includeUsage: boolean;
@@ -70,14 +84,16 @@ interface Parsed {
   role: 'system' | 'user' | 'assistant';
   text: string;
   images: string[];
+  videos: string[];
 }
 
-function parseContent(content: unknown, i: number, role: string): { text: string; images: string[] } {
+function parseContent(content: unknown, i: number, role: string): { text: string; images: string[]; videos: string[] } {
   const param = `messages[${i}].content`;
-  if (typeof content === 'string') return { text: content, images: [] };
+  if (typeof content === 'string') return { text: content, images: [], videos: [] };
   if (!Array.isArray(content)) throw badRequest(`${param} must be a string or an array of content parts`, param);
   const texts: string[] = [];
   const images: string[] = [];
+  const videos: string[] = [];
   content.forEach((p: unknown, j) => {
     const pp = `${param}[${j}]`;
     if (!isObject(p)) throw badRequest(`${pp} must be an object`, pp);
@@ -90,12 +106,18 @@ function parseContent(content: unknown, i: number, role: string): { text: string
       const url = typeof u === 'string' ? u : isObject(u) ? u['url'] : undefined;
       if (typeof url !== 'string' || url === '') throw badRequest(`${pp}.image_url.url must be a string`, `${pp}.image_url.url`);
       images.push(url);
+    } else if (p['type'] === 'video_url') {
+      if (role !== 'user') throw badRequest(`${pp}: videos go in user messages`, pp);
+      const u = p['video_url'];
+      const url = typeof u === 'string' ? u : isObject(u) ? u['url'] : undefined;
+      if (typeof url !== 'string' || url === '') throw badRequest(`${pp}.video_url.url must be a string`, `${pp}.video_url.url`);
+      videos.push(url);
     } else {
-      throw badRequest(`${pp}.type must be 'text' or 'image_url', got ${JSON.stringify(p['type'])}`, `${pp}.type`);
+      throw badRequest(`${pp}.type must be 'text', 'image_url' or 'video_url', got ${JSON.stringify(p['type'])}`, `${pp}.type`);
     }
   });
   // OpenAI joins text parts; a newline keeps them apart.
-  return { text: texts.join('\n'), images };
+  return { text: texts.join('\n'), images, videos };
 }
 
 function parseMessages(v: unknown): Parsed[] {
@@ -120,9 +142,21 @@ function parseStop(v: unknown): string[] {
   return list as string[];
 }
 
-function parseExtension(v: unknown): Pick<ChatJob, 'boxes' | 'detect' | 'boxLimit'> {
+function parseVideoBoxes(v: unknown): Detections[] {
+  if (!Array.isArray(v) || v.length === 0) throw badRequest("'mgllava.video_boxes' must be a non-empty list of {boxes, labels, scores}, one per sampled frame", 'mgllava.video_boxes');
+  return v.map((f: unknown, j) => {
+    try {
+      return parseBoxJson(JSON.stringify(f), `mgllava.video_boxes[${j}]`);
+    } catch (e) {
+      if (e instanceof InputError) throw badRequest(e.message, 'mgllava.video_boxes');
+      throw e;
+    }
+  });
+}
+
+function parseExtension(v: unknown, visual: 'image' | 'video' | null): Pick<ChatJob, 'boxes' | 'detect' | 'boxLimit' | 'videoBoxes' | 'frames' | 'pad'> {
   if (v === undefined || v === null) return { boxLimit: DEFAULTS.boxLimit };
-  if (!isObject(v)) throw badRequest("'mgllava' must be an object {boxes?, detect?, box_limit?}", 'mgllava');
+  if (!isObject(v)) throw badRequest("'mgllava' must be an object {boxes?, video_boxes?, detect?, box_limit?, frames?, pad?}", 'mgllava');
   let boxes: Detections | undefined;
   if (v['boxes'] !== undefined) {
     try {
@@ -135,7 +169,29 @@ function parseExtension(v: unknown): Pick<ChatJob, 'boxes' | 'detect' | 'boxLimi
   const detect = bool(v, 'detect');
   if (boxes && detect) throw badRequest("give 'mgllava.boxes' or 'mgllava.detect', not both", 'mgllava.detect');
   const limit = int(v, 'box_limit', 0, 1e6);
-  return { ...(boxes ? { boxes } : {}), ...(detect !== undefined ? { detect } : {}), boxLimit: limit === undefined ? DEFAULTS.boxLimit : limit === 0 ? null : limit };
+  const videoBoxes = v['video_boxes'] !== undefined && v['video_boxes'] !== null ? parseVideoBoxes(v['video_boxes']) : undefined;
+  const frames = int(v, 'frames', 1, 1024);
+  const pad = bool(v, 'pad');
+  if (visual === 'video') {
+    if (boxes) throw badRequest("'mgllava.boxes' are an image's; for a video give 'mgllava.video_boxes' (one entry per sampled frame)", 'mgllava.boxes');
+  } else {
+    for (const [key, given] of [['video_boxes', videoBoxes !== undefined], ['frames', frames !== undefined], ['pad', pad !== undefined]] as const) {
+      if (given) throw badRequest(`'mgllava.${key}' goes with a video (a video_url part)`, `mgllava.${key}`);
+    }
+  }
+  if (videoBoxes && detect) throw badRequest("give 'mgllava.video_boxes' or 'mgllava.detect', not both", 'mgllava.detect');
+  const wanted = frames ?? 8;
+  if (videoBoxes && videoBoxes.length < wanted) {
+    throw badRequest(`'mgllava.video_boxes' has ${videoBoxes.length} entries for ${wanted} sampled frames (one per frame; extra entries are ignored, fewer fail as in the release)`, 'mgllava.video_boxes');
+  }
+  return {
+    ...(boxes ? { boxes } : {}),
+    ...(detect !== undefined ? { detect } : {}),
+    boxLimit: limit === undefined ? DEFAULTS.boxLimit : limit === 0 ? null : limit,
+    ...(videoBoxes ? { videoBoxes } : {}),
+    ...(frames !== undefined ? { frames } : {}),
+    ...(pad !== undefined ? { pad } : {}),
+  };
 }
 
 /** The chat job of a request body (already parsed JSON). */
@@ -146,7 +202,10 @@ export function parseChatRequest(body: unknown): ChatJob {
   if (n !== undefined && n !== 1) throw badRequest("only 'n': 1 is supported", 'n');
   const msgs = parseMessages(body['messages']);
   const images = msgs.flatMap((m) => m.images);
+  const videos = msgs.flatMap((m) => m.videos);
   if (images.length > 1) throw badRequest('one image per conversation is supported (MG-LLaVA takes a single image)', 'messages');
+  if (videos.length > 1) throw badRequest('one video per conversation is supported', 'messages');
+  if (images.length > 0 && videos.length > 0) throw badRequest('an image and a video in one conversation: MG-LLaVA takes one visual, give one or the other', 'messages');
 
   // System text first (several are joined), then user/assistant turns ending with a user turn;
   // consecutive messages of one role are joined.
@@ -168,7 +227,7 @@ export function parseChatRequest(body: unknown): ChatJob {
   const history: { question: string; answer: string }[] = [];
   for (let k = 0; k + 1 < turns.length; k += 2) history.push({ question: turns[k]!.text, answer: turns[k + 1]!.text });
   const prompt = turns[turns.length - 1]!.text;
-  if (prompt.trim() === '' && images.length === 0) throw badRequest('the last user message is empty', 'messages');
+  if (prompt.trim() === '' && images.length === 0 && videos.length === 0) throw badRequest('the last user message is empty', 'messages');
 
   const maxTokens = int(body, 'max_completion_tokens', 1, 1e7) ?? int(body, 'max_tokens', 1, 1e7);
   const logprobs = bool(body, 'logprobs') ?? false;
@@ -184,7 +243,8 @@ export function parseChatRequest(body: unknown): ChatJob {
     history,
     prompt,
     ...(images.length ? { imageUrl: images[0]! } : {}),
-    ...parseExtension(body['mgllava']),
+    ...(videos.length ? { videoUrl: videos[0]! } : {}),
+    ...parseExtension(body['mgllava'], images.length ? 'image' : videos.length ? 'video' : null),
     generation: {
       ...(maxTokens !== undefined ? { maxNewTokens: maxTokens } : {}),
       temperature: num(body, 'temperature', 0, 2) ?? DEFAULTS.temperature,

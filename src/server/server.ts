@@ -1,6 +1,6 @@
 // `mgllava serve`: an OpenAI-compatible HTTP server in front of the model worker.
 //
-//   POST /v1/chat/completions   OpenAI chat completions (text + image_url parts; SSE with stream)
+//   POST /v1/chat/completions   OpenAI chat completions (text + image_url or video_url parts; SSE with stream)
 //   GET  /v1/models             the served model
 //   GET  /health                {"status": "ok" | "loading" | "error"}
 //   GET  /metrics               Prometheus text
@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { extname, join } from 'node:path';
 import { ApiError, badRequest } from './errors.js';
 import { fetchImage } from './images.js';
+import { fetchVideo, type FetchedVideo } from './videos.js';
 import { Metrics } from './metrics.js';
 import { ModelHost } from './model-host.js';
 import type { ModelInfo, WorkerInit, WorkerResult, WorkerTokenLogprob } from './protocol.js';
@@ -95,6 +96,7 @@ function usage(r: WorkerResult) {
 function extension(r: WorkerResult) {
   return {
     ...(r.boxes ? { boxes: r.boxes } : {}),
+    ...(r.frameIndices ? { frame_indices: r.frameIndices } : {}),
     timings: { encode_ms: round(r.timings.encodeMs), prefill_ms: round(r.timings.prefillMs), decode_ms: round(r.timings.decodeMs), decode_tokens_per_s: round(r.timings.decodeTokensPerS) },
   };
 }
@@ -122,16 +124,28 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     const info = host.model;
     if (info && job.model !== info.id) throw new ApiError(404, `The model '${job.model}' does not exist (this server has '${info.id}')`, 'invalid_request_error', 'model', 'model_not_found');
     const image = job.imageUrl ? await fetchImage(job.imageUrl, { maxBytes: o.maxBody, timeoutMs: o.imageTimeoutMs ?? 15_000, allowLocalFiles: o.allowLocalFiles }) : undefined;
+    // A video's temporary file lives until its job ends.
+    const video = job.videoUrl ? await fetchVideo(job.videoUrl, { maxBytes: o.maxBody, timeoutMs: o.imageTimeoutMs ?? 15_000, allowLocalFiles: o.allowLocalFiles, frames: job.frames ?? 8 }) : undefined;
+    try {
+      return await answer(res, job, image, video);
+    } finally {
+      await video?.cleanup();
+    }
+  }
+
+  async function answer(res: ServerResponse, job: ChatJob, image: Uint8Array | undefined, video: FetchedVideo | undefined): Promise<number> {
+    const info = host.model;
     const meta: CompletionMeta = { id: `chatcmpl-${randomBytes(12).toString('hex')}`, created: Math.floor(Date.now() / 1000), model: info?.id ?? job.model };
-    const { imageUrl: _u, stream, includeUsage, model: _m, ...rest } = job;
+    const { imageUrl: _u, videoUrl: _v, stream, includeUsage, model: _m, ...rest } = job;
     void _u;
+    void _v;
     void _m;
     const chunk = (delta: Record<string, unknown>, finish: string | null, extra: Record<string, unknown> = {}) =>
       `data: ${JSON.stringify({ id: meta.id, object: 'chat.completion.chunk', created: meta.created, model: meta.model, choices: [{ index: 0, delta, logprobs: extra['logprobs'] ?? null, finish_reason: finish }], ...(extra['mgllava'] ? { mgllava: extra['mgllava'] } : {}) })}\n\n`;
     const logprobs: WorkerTokenLogprob[] = [];
     const wantLogprobs = job.generation.topLogprobs !== null;
     let started = false;
-    const handle = host.submit({ ...rest, ...(image ? { image } : {}) }, (text, lp) => {
+    const handle = host.submit({ ...rest, ...(image ? { image } : {}), ...(video ? { video: video.path, frameIndices: video.frameIndices } : {}) }, (text, lp) => {
       if (lp) logprobs.push(lp);
       if (!stream || res.writableEnded) return;
       if (!started) {
