@@ -12,6 +12,8 @@ import assert from 'node:assert/strict';
 import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
 import { ROOT, TINY } from '../helpers/fixtures.js';
 import { startServer, type RunningServer } from '../../src/server/server.js';
@@ -150,4 +152,24 @@ test('serve video: an image with a video, a text file as a video, too few frames
   // The server is still up.
   const r = await client.chat.completions.create({ model: 'mgllava', messages: [{ role: 'user', content: 'Hello' }], max_tokens: 2, temperature: 0 });
   assert.equal(r.choices.length, 1);
+});
+
+test('serve video: an http URL is fetched into a temporary file (answers as the data URL does), removed after the job', async () => {
+  const files = createServer((req, res) => {
+    if (req.url === '/clip.mkv') res.writeHead(200, { 'content-type': 'video/x-matroska' }).end(readFileSync(VIDEO));
+    else res.writeHead(404).end();
+  });
+  await new Promise<void>((r) => files.listen(0, '127.0.0.1', () => r()));
+  try {
+    const base = `http://127.0.0.1:${(files.address() as AddressInfo).port}`;
+    const viaHttp = await ask([videoMessage(`${base}/clip.mkv`, QUESTION)], { frames: 2 }, 4);
+    const viaData = await ask([videoMessage(DATA_URL, QUESTION)], { frames: 2 }, 4);
+    assert.equal(viaHttp.r.choices[0]!.message.content, viaData.r.choices[0]!.message.content);
+    assert.equal(viaHttp.r.usage!.prompt_tokens, viaData.r.usage!.prompt_tokens);
+    assert.deepEqual(viaHttp.ext.frame_indices, [0, 39]);
+    await status400([videoMessage(`${base}/missing.mkv`, QUESTION)], undefined, /HTTP 404/);
+    assert.deepEqual(await leftOver(), []);
+  } finally {
+    await new Promise((r) => files.close(r));
+  }
 });
