@@ -6,7 +6,7 @@ import { InputError } from '../core/errors.js';
 import { MgLlava, ChatRequest, VisualTokens } from '../model/mg-llava.js';
 import { ModelSpec } from '../model/model-files.js';
 import { ChatResult, ChatTurn } from '../model/chat.js';
-import { readVisualCache } from '../model/visual-cache.js';
+import { readAnyVisualCache } from '../model/visual-cache.js';
 import { decodeImage } from '../preprocess/decode.js';
 import { readBoxFile } from '../preprocess/box-file.js';
 import { GenerationOptions } from '../generate/generate.js';
@@ -66,7 +66,8 @@ export async function runChat(question: string | undefined, a: ChatArgs): Promis
   // Inputs first: a bad image, box or cache file fails before the model is loaded.
   const image = a.image ? await decodeImage(a.image, { maxPixels: a.maxPixels }) : undefined;
   const detections = a.boxes ? await readBoxFile(a.boxes) : undefined;
-  const cached = a.visualCache ? readVisualCache(a.visualCache) : undefined;
+  const cache = a.visualCache ? readAnyVisualCache(a.visualCache) : undefined;
+  const cached = cache?.kind === 'image' ? cache.tokens : undefined;
   const video = a.video ? await readVideoInput(a) : undefined;
 
   const t0 = performance.now();
@@ -74,7 +75,7 @@ export async function runChat(question: string | undefined, a: ChatArgs): Promis
   const loadMs = performance.now() - t0;
   try {
     let visual: VisualTokens | undefined = cached;
-    let videoTokens: VideoTokens | undefined;
+    let videoTokens: VideoTokens | undefined = cache?.kind === 'video' ? cache.tokens : undefined;
     let encodeMs = 0;
     let found: DetectionResult | undefined;
     let detectMs = 0;

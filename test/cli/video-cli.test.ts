@@ -101,3 +101,23 @@ for (const c of cases) {
     assert.equal(existsSync(join(dir, 'x.safetensors')), false);
   });
 }
+
+test('chat --visual-cache reads what encode --video wrote: the same prompt and greedy ids as chat --video', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mgllava-video-cache-'));
+  try {
+    const out = join(dir, 'v.safetensors');
+    const e = await mgllava(['encode', '--model', MODEL, '--video', VIDEO, '--video-boxes', BOX_FILE, '--frames', '2', '--out', out, '-q']);
+    assert.equal(e.code, 0, e.stderr);
+    const args = ['--max-new-tokens', '5', '--temperature', '0', '--json', 'What happens?'];
+    const direct = await mgllava(['chat', '--model', MODEL, '--video', VIDEO, '--video-boxes', BOX_FILE, '--frames', '2', ...args]);
+    const cached = await mgllava(['chat', '--model', MODEL, '--visual-cache', out, ...args]);
+    assert.equal(direct.code, 0, direct.stderr);
+    assert.equal(cached.code, 0, cached.stderr);
+    const a = JSON.parse(direct.stdout) as { ids: number[]; prompt_tokens: number };
+    const b = JSON.parse(cached.stdout) as { ids: number[]; prompt_tokens: number };
+    assert.deepEqual(b.ids, a.ids);
+    assert.equal(b.prompt_tokens, a.prompt_tokens);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
