@@ -1,6 +1,7 @@
 // `npm run bench [-- --preset full|small] [--json] [--threads N] [--models a,b] [--cache DIR]
 //                 [--llm-format q4|q4-zp|float] [--no-peers] [--no-docs]`
 // `npm run bench -- --serve [--preset small|full] ...`: the server under load (bench/serve.ts).
+// `npm run bench -- --video [--threads N] [--runs N] [--per-frame]`: 8 video frames' vision side vs PyTorch (bench/video-vision.ts).
 //
 // MG-LLaVA at real sizes (random weights, written once into a cache folder outside the
 // repository) against the stacks one would use instead, on the same machine, shapes and thread
@@ -59,6 +60,15 @@ function parseArgs(argv: string[]) {
 }
 
 async function main(): Promise<void> {
+  if (process.argv.includes('--video')) {
+    try {
+      await (await import('./video-vision.js')).main(process.argv.slice(2));
+    } catch (e) {
+      process.stderr.write(`bench: ${(e as Error).message}\n`);
+      process.exit(1);
+    }
+    return;
+  }
   if (process.argv.includes('--serve')) {
     try {
       await runServeBench(process.argv.slice(2));

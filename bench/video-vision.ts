@@ -63,8 +63,8 @@ export interface VideoVisionResult {
   ratio?: number;
 }
 
-async function main(): Promise<void> {
-  const o = parseArgs(process.argv.slice(2));
+export async function main(argv: string[] = process.argv.slice(2)): Promise<void> {
+  const o = parseArgs(argv.filter((a) => a !== '--video'));
   const log = (m: string) => process.stderr.write(`${m}\n`);
   const folder = readdirSync(o.cache).find((d) => d.startsWith('vision-7b-'));
   if (!folder) throw new Error(`no vision-7b-* folder in ${o.cache}: run \`npm run bench -- --preset full\` once to write it`);
