@@ -315,6 +315,15 @@ export class MgLlava {
       const v = await this.encode(image, req.boxes, req.boxOptions);
       return { imageTokens: v.imageTokens, boxTokens: v.boxTokens, labels: v.labels, ...(v.detections ? { detections: v.detections } : {}), pixels: image.width * image.height };
     };
+    return this.cachedSpan(key, maxPixels, make, found);
+  }
+
+  /**
+   * A visual span under `key`: its tokens from the visual cache or `make`, its length from them,
+   * or, without them at hand, from a prompt-cache entry that holds the span (then `make` runs
+   * only if the prompt cache does not cover the span after all).
+   */
+  private async cachedSpan(key: string, maxPixels: number, make: () => Promise<CachedVisual>, found: Found, marker?: 'video'): Promise<VisualSpan> {
     const get = async (): Promise<CachedVisual> => {
       if (found.visual) return found.visual;
       if (this.visualCache) {
@@ -327,14 +336,13 @@ export class MgLlava {
       }
       return found.visual;
     };
-    // Without the tokens at hand, a prompt-cache entry may know the span's length: then the
-    // image is encoded only if the prompt cache does not cover its span after all.
     const cached = this.visualCache?.get(key, maxPixels);
     const length = cached ? undefined : this.promptCache?.visualLength(key);
     found.spanned = true;
-    if (length !== undefined) return { key, length, tokens: get };
+    const m = marker ? { marker } : {};
+    if (length !== undefined) return { key, length, tokens: get, ...m };
     const v = await get();
-    return { key, length: v.imageTokens.dims[0]! + v.boxTokens.dims[0]!, tokens: async () => v };
+    return { key, length: v.imageTokens.dims[0]! + v.boxTokens.dims[0]!, tokens: async () => v, ...m };
   }
 
   /**
@@ -361,24 +369,7 @@ export class MgLlava {
       const H = v.imageTokens.dims[2]!;
       return { imageTokens: videoSequence(v), boxTokens: { dims: [0, H], data: new Float32Array(0) }, labels: v.labels.flat(), pixels: 0 };
     };
-    const get = async (): Promise<CachedVisual> => {
-      if (found.visual) return found.visual;
-      if (this.visualCache) {
-        const r = await this.visualCache.getOrMake(key, Infinity, make);
-        found.hit = r.hit;
-        found.visual = r.visual;
-      } else {
-        found.hit = false;
-        found.visual = await make();
-      }
-      return found.visual;
-    };
-    const cached = this.visualCache?.get(key);
-    const length = cached ? undefined : this.promptCache?.visualLength(key);
-    found.spanned = true;
-    if (length !== undefined) return { key, length, tokens: get, marker: 'video' };
-    const v = await get();
-    return { key, length: v.imageTokens.dims[0]! + v.boxTokens.dims[0]!, tokens: async () => v, marker: 'video' };
+    return this.cachedSpan(key, Infinity, make, found, 'video');
   }
 
   /** The detector and its settings, as part of a visual-cache key. */
