@@ -5,20 +5,19 @@
 // ffprobe's video stream and frame count, enough frames for the sampling. Failures are 400s
 // naming the video and the problem.
 
-import { mkdtemp, open, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { InputError } from '../core/errors.js';
 import { probeVideo, sampleIndices, type VideoInfo } from '../video/frames.js';
-import { ApiError, badRequest } from './errors.js';
-import type { ImageFetchOptions } from './images.js';
+import { badRequest } from './errors.js';
+import { dataUrlBytes, fetchMediaBytes, localMediaPath, parseMediaUrl, unsupportedScheme, type MediaLimits } from './media-url.js';
 
 const PARAM = 'messages.content.video_url';
 const DATA_URL = /^data:video\/(mp4|webm|x-matroska|quicktime);base64,/i;
 const EXTENSION: Record<string, string> = { mp4: 'mp4', webm: 'webm', 'x-matroska': 'mkv', quicktime: 'mov' };
 
-export interface VideoFetchOptions extends ImageFetchOptions {
+export interface VideoFetchOptions extends MediaLimits {
   /** frames the job samples (np.linspace): the video needs at least as many */
   frames: number;
 }
@@ -50,46 +49,6 @@ export function videoKind(b: Uint8Array): string | null {
 }
 
 const NOT_VIDEO = 'is not a video (MP4, WebM, Matroska, QuickTime, AVI, FLV, Ogg, MPEG)';
-
-function tooLarge(what: string, max: number): ApiError {
-  return new ApiError(413, `${what} is larger than the server's limit of ${max} bytes`, 'invalid_request_error', PARAM, 'video_too_large');
-}
-
-function fetchFailed(href: string, e: unknown, ms: number): ApiError {
-  return badRequest(`could not fetch the video ${href}: ${(e as Error).name === 'TimeoutError' ? `no answer within ${ms} ms` : (e as Error).message}`, PARAM, 'video_fetch_failed');
-}
-
-async function httpBytes(u: URL, o: ImageFetchOptions): Promise<Uint8Array> {
-  let res: Response;
-  try {
-    res = await fetch(u, { signal: AbortSignal.timeout(o.timeoutMs), redirect: 'follow' });
-  } catch (e) {
-    throw fetchFailed(u.href, e, o.timeoutMs);
-  }
-  if (!res.ok) throw badRequest(`could not fetch the video ${u.href}: HTTP ${res.status}`, PARAM, 'video_fetch_failed');
-  const declared = Number(res.headers.get('content-length') ?? NaN);
-  if (declared > o.maxBytes) throw tooLarge(u.href, o.maxBytes);
-  const reader = res.body?.getReader();
-  if (!reader) throw badRequest(`the video ${u.href} has no body`, PARAM, 'video_fetch_failed');
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      total += value.length;
-      if (total > o.maxBytes) {
-        await reader.cancel();
-        throw tooLarge(u.href, o.maxBytes);
-      }
-      chunks.push(value);
-    }
-  } catch (e) {
-    if (e instanceof ApiError) throw e;
-    throw fetchFailed(u.href, e, o.timeoutMs);
-  }
-  return Buffer.concat(chunks);
-}
 
 /** The video's bytes in a temporary file of their own. */
 async function temporary(bytes: Uint8Array, ext: string): Promise<{ path: string; cleanup: () => Promise<void> }> {
@@ -123,43 +82,25 @@ export async function fetchVideo(url: string, o: VideoFetchOptions): Promise<Fet
   if (url.startsWith('data:')) {
     const m = DATA_URL.exec(url);
     if (!m) throw badRequest('a data URL video must be data:video/mp4|webm|x-matroska|quicktime;base64,...', PARAM, 'invalid_video');
-    const b64 = url.slice(m[0].length);
-    if (b64.length > Math.ceil((o.maxBytes * 4) / 3) + 4) throw tooLarge('the video', o.maxBytes);
-    if (!/^[A-Za-z0-9+/=\s]*$/.test(b64)) throw badRequest('the data URL is not valid base64', PARAM, 'invalid_video');
-    const bytes = Buffer.from(b64, 'base64');
+    const bytes = dataUrlBytes('video', url.slice(m[0].length), o.maxBytes);
     label = 'the data URL video';
     if (!videoKind(bytes)) throw badRequest(`${label} ${NOT_VIDEO}`, PARAM, 'invalid_video');
     file = await temporary(bytes, EXTENSION[m[1]!.toLowerCase()]!);
   } else {
-    let u: URL;
-    try {
-      u = new URL(url);
-    } catch {
-      throw badRequest(`video_url ${JSON.stringify(url.slice(0, 80))} is not a URL`, PARAM, 'invalid_video_url');
-    }
+    const u = parseMediaUrl('video', url);
     if (u.protocol === 'file:') {
-      if (!o.allowLocalFiles) throw badRequest('file:// videos are off (start the server with --allow-local-files)', PARAM, 'local_files_disabled');
-      const path = fileURLToPath(u);
-      let size: number;
-      try {
-        const s = await stat(path);
-        if (!s.isFile()) throw new Error('not a file');
-        size = s.size;
-      } catch {
-        throw badRequest(`video file not found: ${path}`, PARAM, 'invalid_video_url');
-      }
-      if (size > o.maxBytes) throw tooLarge(path, o.maxBytes);
+      const path = await localMediaPath('video', u, o);
       label = path;
       if (!videoKind(await head(path))) throw badRequest(`${label} ${NOT_VIDEO}`, PARAM, 'invalid_video');
       file = { path, cleanup: async () => undefined };
     } else if (u.protocol === 'http:' || u.protocol === 'https:') {
-      const bytes = await httpBytes(u, o);
+      const bytes = await fetchMediaBytes('video', u, o);
       label = u.href;
       if (!videoKind(bytes)) throw badRequest(`${label} ${NOT_VIDEO}`, PARAM, 'invalid_video');
       const ext = /\.([A-Za-z0-9]{2,5})$/.exec(u.pathname)?.[1] ?? 'video';
       file = await temporary(bytes, ext);
     } else {
-      throw badRequest(`video_url scheme ${u.protocol} is not supported (data:, http:, https:, file:)`, PARAM, 'invalid_video_url');
+      throw unsupportedScheme('video', u);
     }
   }
   try {
