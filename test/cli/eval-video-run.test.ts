@@ -8,7 +8,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { ROOT, TINY } from '../helpers/fixtures.js';
 import { assertOneLineError, mgllava } from '../helpers/cli.js';
 import { parseTsv } from '../../src/eval/tsv.js';
+import { longContextLlm } from '../helpers/long-context.js';
 
 const VIDEO = join(ROOT, 'fixtures', 'video', 'synthetic_landscape.mkv');
 const FIXTURE_BOXES = join(ROOT, 'fixtures', 'video', 'video_boxes.json');
@@ -53,10 +54,7 @@ before(() => {
   q = join(dir, 'questions.json');
   writeFileSync(q, JSON.stringify(QUESTIONS));
   a = answersFile('answers.json', ['ball', 'blue', 'yes']);
-  llm = join(dir, 'llm');
-  cpSync(join(TINY, 'llm'), llm, { recursive: true });
-  const cfg = JSON.parse(readFileSync(join(llm, 'config.json'), 'utf8')) as Record<string, unknown>;
-  writeFileSync(join(llm, 'config.json'), JSON.stringify({ ...cfg, max_position_embeddings: 8192 }));
+  llm = longContextLlm(dir);
 });
 after(() => {
   if (dir) rmSync(dir, { recursive: true, force: true });

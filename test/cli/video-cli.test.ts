@@ -4,13 +4,14 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, TINY } from '../helpers/fixtures.js';
 import { assertOneLineError, mgllava } from '../helpers/cli.js';
 import { SafetensorsStore } from '../../src/weights/safetensors.js';
 import { readBytes, readF32 } from '../../src/weights/types.js';
+import { longContextLlm } from '../helpers/long-context.js';
 
 const VIDEO_DIR = join(ROOT, 'fixtures', 'video');
 const VIDEO = join(VIDEO_DIR, 'synthetic_landscape.mkv');
@@ -22,10 +23,7 @@ let dir = '';
 let llm = '';
 before(() => {
   dir = mkdtempSync(join(tmpdir(), 'mgllava-video-cli-'));
-  llm = join(dir, 'llm');
-  cpSync(join(TINY, 'llm'), llm, { recursive: true });
-  const cfg = JSON.parse(readFileSync(join(llm, 'config.json'), 'utf8')) as Record<string, unknown>;
-  writeFileSync(join(llm, 'config.json'), JSON.stringify({ ...cfg, max_position_embeddings: 8192 }));
+  llm = longContextLlm(dir);
 });
 after(() => {
   if (dir) rmSync(dir, { recursive: true, force: true });

@@ -9,7 +9,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer } from 'node:http';
@@ -20,6 +20,7 @@ import { startServer, type RunningServer } from '../../src/server/server.js';
 import { MgLlava } from '../../src/model/mg-llava.js';
 import { readVideoBoxFile, videoBoxEntry } from '../../src/video/boxes.js';
 import type { Detections } from '../../src/preprocess/boxes.js';
+import { longContextLlm } from '../helpers/long-context.js';
 
 const VIDEO_DIR = join(ROOT, 'fixtures', 'video');
 const VIDEO = join(VIDEO_DIR, 'synthetic_landscape.mkv');
@@ -40,14 +41,6 @@ let client: OpenAI;
 let boxes: Detections[];
 
 /** A copy of the tiny LLM folder whose context holds a video prompt. */
-function longContextLlm(d: string): string {
-  const llm = join(d, 'llm');
-  cpSync(join(TINY, 'llm'), llm, { recursive: true });
-  const cfgPath = join(llm, 'config.json');
-  const cfg = JSON.parse(readFileSync(cfgPath, 'utf8')) as Record<string, unknown>;
-  writeFileSync(cfgPath, JSON.stringify({ ...cfg, max_position_embeddings: 8192 }));
-  return llm;
-}
 
 const temporaries = () => readdirSync(tmpdir()).filter((n) => n.startsWith('mgllava-serve-video-'));
 /** The temporary files left after the jobs (they go just after the answer is sent: wait up to 3 s). */

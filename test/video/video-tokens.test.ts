@@ -7,7 +7,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MgLlava } from '../../src/model/mg-llava.js';
@@ -20,22 +20,13 @@ import { InputError } from '../../src/core/errors.js';
 import { SafetensorsStore } from '../../src/weights/safetensors.js';
 import { readBytes, readF32 } from '../../src/weights/types.js';
 import { ROOT, TINY, relErr } from '../helpers/fixtures.js';
+import { longContextLlm } from '../helpers/long-context.js';
 
 const VIDEO_DIR = join(ROOT, 'fixtures', 'video');
 const VIDEO = join(VIDEO_DIR, 'synthetic_landscape.mkv');
 const BOX_FILE = join(VIDEO_DIR, 'video_boxes.json');
 const COUNTS = [6, 5, 11, 1, 90, 10, 5, 13];
 const QUESTION = 'What is the red block doing while the blue ball moves across the scene?';
-
-/** A copy of the tiny LLM folder whose context holds a video prompt. */
-export function longContextLlm(dir: string): string {
-  const llm = join(dir, 'llm');
-  cpSync(join(TINY, 'llm'), llm, { recursive: true });
-  const cfgPath = join(llm, 'config.json');
-  const cfg = JSON.parse(readFileSync(cfgPath, 'utf8')) as Record<string, unknown>;
-  writeFileSync(cfgPath, JSON.stringify({ ...cfg, max_position_embeddings: 8192 }));
-  return llm;
-}
 
 const store = SafetensorsStore.open(join(VIDEO_DIR, 'video_cases.safetensors'));
 function i64(name: string): number[] {
