@@ -29,6 +29,24 @@ export interface VisionSettings {
   boxFeatSize: number;
   /** Linear layers in each projector (2). */
   projectorDepth: number;
+  /**
+   * The side RoIAlign's spatial scale divides by (stage-0 side / this). The release divides by a
+   * literal 768 whatever image_size_aux is, so boxes land in the right place only at 768; a model
+   * trained at another size sets mgllava_config.json "box_scale_base" to its image_size_aux.
+   * Absent: 768, the release.
+   */
+  boxScaleBase?: number;
+  /**
+   * false: no Conv-Gate fusion, the CLIP tokens go to the projector as in LLaVA (mgllava_config.json
+   * "fusion": false; the ablation's variants without the high-resolution branch). The ConvNeXt
+   * still runs for the object features. Absent: true, the release.
+   */
+  fusion?: boolean;
+}
+
+/** RoIAlign's spatial scale for these settings: stage-0 side / box_scale_base (the release: / 768). */
+export function boxSpatialScale(stage0Side: number, s: VisionSettings): number {
+  return stage0Side / (s.boxScaleBase ?? 768);
 }
 
 export interface VisionWeights {
@@ -146,8 +164,7 @@ export class VisionModel {
     const kMax = Math.max(...counts);
     const roi = {
       outputSize: this.settings.boxFeatSize,
-      // The release divides by a literal 768, whatever image_size_aux is.
-      spatialScale: this.shapes.stageSizes[0]![0] / 768,
+      spatialScale: boxSpatialScale(this.shapes.stageSizes[0]![0], this.settings),
     };
     const perImage = boxes.map((b) => boxPoolingWeights(b, this.shapes.stageSizes, roi));
     const feeds: Record<string, Feed> = {};
@@ -222,7 +239,7 @@ function buildEncoderGraph(w: VisionWeights, sh: VisionShapes, s: VisionSettings
   const stages = convNextStages(g, new Params(g, w.convnext, 'visual.trunk.'), sh.convnext, aux);
   const ck = new Params(g, w.checkpoint);
   const grid = Math.sqrt(clipTokens(sh.clip));
-  const fused = fuseModule(g, ck.sub('fuse_module.'), { low: D, high: sh.convnext.dims[3]!, grid }, clip.features, stages[3]!);
+  const fused = s.fusion === false ? clip.features : fuseModule(g, ck.sub('fuse_module.'), { low: D, high: sh.convnext.dims[3]!, grid }, clip.features, stages[3]!);
   const tokens = projector(g, ck.sub('projector.'), s.projectorDepth, D, sh.llmWidth, fused, 'projector');
   g.output(tokens, 'image_tokens');
   stages.forEach((v, l) => g.output(v, `stage_${l}`));

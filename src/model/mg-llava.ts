@@ -280,7 +280,9 @@ export class MgLlava {
       } else if (req.video !== undefined && !signal?.aborted) {
         span = await this.videoSpan(req, found);
       }
-      const r = yield* chatTurn(language, { ...req, signal }, span, { promptCache: this.promptCache, batcher: this.batcher, encodeMs: performance.now() - t0 });
+      // A model trained without the system block (mgllava_config.json "system_prompt": false) is asked without it by default.
+      const system = req.system === undefined && this.files.systemPrompt === false ? null : req.system;
+      const r = yield* chatTurn(language, { ...req, system, signal }, span, { promptCache: this.promptCache, batcher: this.batcher, encodeMs: performance.now() - t0 });
       const v = found.visual;
       // Tokens never asked for: the prompt cache covered the image's span, no vision ran.
       const visualCached = found.hit ?? (found.spanned ? true : undefined);

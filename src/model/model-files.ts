@@ -41,6 +41,12 @@ export interface ModelFiles {
   vision: VisionSettings;
   /** mgllava_config.json "lora_alpha": the scale numerator of an XTuner LoRA checkpoint's adapters. */
   loraAlpha?: number;
+  /**
+   * false (mgllava_config.json "system_prompt": false): the model was trained without the
+   * template's system block, and chat and serve leave it out unless a system text is given.
+   * Absent: the release's evaluation form (the system block with an empty text).
+   */
+  systemPrompt?: false;
   /** Set when a detector is configured: chat/encode then find boxes themselves when none are given. */
   detector?: DetectorFiles;
 }
@@ -103,6 +109,21 @@ export function resolveModelFiles(spec: ModelSpec): ModelFiles {
       projectorDepth: int('projector_depth', DEFAULT_VISION_SETTINGS.projectorDepth),
     },
   };
+  if (cfg['box_scale_base'] !== undefined && cfg['box_scale_base'] !== null) {
+    const b = int('box_scale_base', 768);
+    if (b <= 0) throw new InputError(`${cfgPath}: "box_scale_base" must be a positive integer`, cfgPath);
+    files.vision.boxScaleBase = b;
+  }
+  const sys = cfg['system_prompt'];
+  if (sys !== undefined && sys !== null) {
+    if (typeof sys !== 'boolean') throw new InputError(`${cfgPath}: "system_prompt" must be true or false`, cfgPath);
+    if (!sys) files.systemPrompt = false;
+  }
+  const fusion = cfg['fusion'];
+  if (fusion !== undefined && fusion !== null) {
+    if (typeof fusion !== 'boolean') throw new InputError(`${cfgPath}: "fusion" must be true or false`, cfgPath);
+    if (!fusion) files.vision.fusion = false;
+  }
   const alpha = cfg['lora_alpha'];
   if (alpha !== undefined && alpha !== null) {
     if (typeof alpha !== 'number' || !(alpha > 0)) throw new InputError(`${cfgPath}: "lora_alpha" must be a positive number`, cfgPath);

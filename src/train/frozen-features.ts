@@ -23,7 +23,7 @@ import { Params } from '../model/params.js';
 import { ClipVisionConfig, clipTokens, clipVision } from '../model/clip-vit.js';
 import { ConvNextConfig, convNextConfig, convNextStages } from '../model/convnext.js';
 import { boxPoolingWeights, pooledBoxFeatures } from '../model/object-features.js';
-import { VisionSettings } from '../model/mg-llava-vision.js';
+import { VisionSettings, boxSpatialScale } from '../model/mg-llava-vision.js';
 import { RgbImage } from '../preprocess/image.js';
 import { clipPreprocess } from '../preprocess/clip-image.js';
 import { BoxOptions, Detections, prepareBoxes } from '../preprocess/boxes.js';
@@ -219,8 +219,7 @@ export class FrozenVision {
     const low = (await this.view.run({ pixel_values_aux: aux })).pixel_values!;
     const boxes = detections ? prepareBoxes(detections, pre.geometry, boxOptions).boxes : new Float32Array(0);
     const boxWeights = boxes.length
-      // the release divides by a literal 768, whatever image_size_aux is
-      ? boxPoolingWeights(boxes, this.stageSizes, { outputSize: this.settings.boxFeatSize, spatialScale: this.stageSizes[0]![0] / 768 })
+      ? boxPoolingWeights(boxes, this.stageSizes, { outputSize: this.settings.boxFeatSize, spatialScale: boxSpatialScale(this.stageSizes[0]![0], this.settings) })
       : this.stageSizes.map(([h, w]) => ({ dims: [h * w, 0], data: new Float32Array(0) }));
     return { pixelValues: { dims: low.dims.slice(1), data: low.data }, pixelValuesAux: { dims: [3, S, S], data: aux.data }, boxWeights };
   }

@@ -75,6 +75,9 @@ export function saveCheckpoint(out: string, model: TrainModel, runner: StepRunne
     image_size_aux: f.vision.imageSizeAux,
     box_feat_size: f.vision.boxFeatSize,
     projector_depth: f.vision.projectorDepth,
+    ...(f.vision.boxScaleBase !== undefined ? { box_scale_base: f.vision.boxScaleBase } : {}),
+    ...(f.vision.fusion === false ? { fusion: false } : {}),
+    ...(f.systemPrompt === false ? { system_prompt: false } : {}),
     trained: {
       stage: state.settings.stage,
       iterations: state.iteration,

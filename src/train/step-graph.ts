@@ -40,6 +40,8 @@ export interface StepGraphShapes {
   /** Sum of the ConvNeXt stage widths (the pooled box feature width). */
   boxWidth: number;
   projectorDepth: number;
+  /** false: no fuse_module, the CLIP features go to the projector (VisionSettings.fusion) */
+  fusion?: boolean;
 }
 
 export interface StepGraphSpec {
@@ -146,7 +148,7 @@ export function buildStepGraph(s: StepGraphSpec): StepGraph {
       boxes = g.input(STEP_NAMES.boxFeats, 'F32', ['boxes', sh.boxWidth]);
     }
     const ck = new Params(g, s.checkpoint, '', vis);
-    const fused = fuseModule(g, ck.sub('fuse_module.'), { low: sh.clipWidth, high: sh.convWidth, grid: sh.grid }, low, high);
+    const fused = sh.fusion === false ? low : fuseModule(g, ck.sub('fuse_module.'), { low: sh.clipWidth, high: sh.convWidth, grid: sh.grid }, low, high);
     const image = projector(g, ck.sub('projector.'), sh.projectorDepth, sh.clipWidth, H, fused, 'projector');
     rows.push(g.op1('Reshape', [image, g.constI64([-1, H])], {}, { name: 'image_rows' }));
     rows.push(projector(g, ck.sub('bbox_projector.'), sh.projectorDepth, sh.boxWidth, H, boxes, 'bbox_projector'));

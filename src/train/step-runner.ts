@@ -69,6 +69,7 @@ export async function loadTrainModel(files: ModelFiles, opts: { threads?: number
       grid: frozen.grid,
       boxWidth: frozen.boxWidth,
       projectorDepth: files.vision.projectorDepth,
+      ...(files.vision.fusion === false ? { fusion: false } : {}),
     },
   };
 }
