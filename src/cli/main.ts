@@ -18,6 +18,7 @@ import { BENCHMARKS } from '../eval/benchmarks.js';
 import { resolveModelFiles } from '../model/model-files.js';
 import { runPull } from './pull.js';
 import { runTokenize } from './tokenize.js';
+import { runSynth } from './synth.js';
 import { rerun, tunedMallocEnv } from './malloc-tuning.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -227,6 +228,18 @@ export function buildProgram(): Command {
     .option('--json', 'one JSON object per iteration on stdout (step, loss, lr, grad_norm, tokens_per_s, eta_ms)')
     .option('-q, --quiet', 'no progress on stderr')
     .action(async (o) => runTrain(o, defaultModel(o)));
+  program.command('synth')
+    .description('write a synthetic shapes data set: images, boxes, stage-1 captions, stage-2 questions, and eval TSVs (MMBench-style MCQ, POPE, GQA-style VQA) with their boxes')
+    .requiredOption('--out <dir>', 'folder to create (it must not exist; its parent must)')
+    .requiredOption('--images <n>', 'training images', positiveInt)
+    .option('--seed <n>', 'random seed (the same seed gives the same files, byte for byte)', nonNegativeInt, 0)
+    .option('--questions <k>', 'question turns per stage-2 sample and per eval image in vqa.tsv', positiveInt, 6)
+    .option('--eval-images <n>', 'evaluation images (default: images / 10, at least 1, at most 500; 0: no eval folder)', nonNegativeInt)
+    .addOption(new Option('--format <f>', 'image format').choices(['jpg', 'png']).default('jpg'))
+    .option('--quality <q>', 'JPEG quality 1..100', positiveInt, 92)
+    .option('--json', 'print one JSON object {out, images, stage2Questions, evalImages, mcqRows, popeRows, vqaRows, seconds}')
+    .option('-q, --quiet', 'no progress on stderr')
+    .action(async (o) => runSynth(o));
   program.command('tokenize')
     .description('token ids of a text with a model folder\'s tokenizer (tokenizer.json or SentencePiece tokenizer.model), or the text of ids')
     .argument('[text]', 'text to encode (put -- before a text that starts with -)')
