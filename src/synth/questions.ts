@@ -175,22 +175,42 @@ export function popeQuestion(k: Kind): string {
 /** MCQ distractor for shape questions (never the answer: the world has three shapes). */
 export const SHAPE_DISTRACTOR = 'star';
 
+/** Every question text the world can ask (all kinds, both sizes, every ordered left_of pair). */
+export function allQuestions(): string[] {
+  const qs: string[] = [COUNT_ALL_QUESTION];
+  for (const k of [...ALL_KINDS, ...ALL_SIZED_KINDS]) qs.push(countQuestion(k), existsQuestion(k));
+  for (const s of SHAPES) qs.push(colourQuestion(s));
+  for (const c of COLOURS) qs.push(shapeQuestion(c));
+  for (const a of ALL_KINDS) for (const b of ALL_KINDS) if (a !== b) qs.push(leftOfQuestion(a, b));
+  return qs;
+}
+
+/** Every answer: Yes/No, the digits 0..6, the colours and shapes. */
+export const ALL_ANSWERS: readonly string[] = ['Yes', 'No', ...Array.from({ length: 7 }, (_, i) => String(i)), ...COLOURS, ...SHAPES];
+
 /**
- * Every text the world uses: all questions (every kind), answers, caption words, the prompts
- * of training and evaluation; one per line. A tokenizer built on it covers the world.
+ * The world's texts for building a tokenizer (e.g. src/tokenizer/build-word-bpe.ts, which splits
+ * on spaces): every question, alone and as the text after `<image>` ("\n" + question), every
+ * answer, caption pieces ("A small red circle.", "a x, a x and a x."), the caption prompt, and
+ * the evaluation prompts as `mgllava eval` builds them (release style: the GQA short-answer
+ * suffix, POPE's yes/no suffix, the MCQ option lines and letter instruction). Every
+ * space-separated word of a training or evaluation text is a word of one of these lines.
  */
 export function synthCorpus(): string[] {
-  const lines: string[] = ['<image>', CAPTION_PROMPT, COUNT_ALL_QUESTION, MCQ_INSTRUCTION, SHORT_ANSWER.trim(), YES_NO.trim()];
-  for (const k of [...ALL_KINDS, ...ALL_SIZED_KINDS]) lines.push(countQuestion(k), existsQuestion(k));
-  for (const k of ALL_KINDS) lines.push(popeQuestion(k));
-  for (const s of SHAPES) lines.push(colourQuestion(s));
-  for (const c of COLOURS) lines.push(shapeQuestion(c));
-  for (const a of ALL_KINDS) for (const b of ALL_KINDS) if (a !== b) lines.push(leftOfQuestion(a, b));
-  lines.push('Yes', 'No', 'yes', 'no', ...COLOURS, ...SHAPES, SHAPE_DISTRACTOR, ...Array.from({ length: 7 }, (_, i) => String(i)));
-  lines.push('A. B. C. D.', 'A', 'B', 'C', 'D');
+  const lines: string[] = [`<image>\n${CAPTION_PROMPT}`, `\n${CAPTION_PROMPT}`, CAPTION_PROMPT];
+  const questions = allQuestions();
+  for (const q of questions) lines.push(q, `\n${q}`, `\n${q}${SHORT_ANSWER}`, `\n${q}\nA. 0\nB. 0\nC. 0\nD. 0\n${MCQ_INSTRUCTION}`);
+  for (const k of ALL_KINDS) lines.push(popeQuestion(k), `\n${popeQuestion(k)}${YES_NO}`);
+  for (const v of [...ALL_ANSWERS, SHAPE_DISTRACTOR]) lines.push(`\n${COUNT_ALL_QUESTION}\nA. ${v}\nB. ${v}\nC. ${v}\nD. ${v}\n${MCQ_INSTRUCTION}`);
+  lines.push(...ALL_ANSWERS, 'yes', 'no', SHAPE_DISTRACTOR, 'A', 'B', 'C', 'D');
   const word = (o: { size: Size; colour: Colour; shape: Shape }) => `${o.size} ${o.colour} ${o.shape}`;
-  for (const size of SIZES) for (const k of ALL_KINDS) lines.push(`A ${word({ size, ...k })}.`, `a ${word({ size, ...k })}, a ${word({ size, ...k })} and a ${word({ size, ...k })}.`);
-  return [...new Set(lines.filter((l) => l !== ''))];
+  for (const size of SIZES) {
+    for (const k of ALL_KINDS) {
+      const w = word({ size, ...k });
+      lines.push(`A ${w}.`, `a ${w}, a ${w} and a ${w}.`);
+    }
+  }
+  return [...new Set(lines)];
 }
 
 /** The world's words and punctuation marks, sorted (split on spaces, with `?`, `.`, `,`, `'`, `\n` apart). */

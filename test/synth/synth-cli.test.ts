@@ -7,7 +7,9 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { writeSynth } from '../../src/synth/index.js';
+import { synthCorpus, writeSynth } from '../../src/synth/index.js';
+import { corpusWords } from '../../src/tokenizer/build-word-bpe.js';
+import { itemPrompt } from '../../src/eval/prompts.js';
 import { readTsv, formatTsvQuoteAll } from '../../src/eval/tsv.js';
 import { readTsvSet } from '../../src/eval/tsv-set.js';
 import { benchmarkFor } from '../../src/eval/benchmarks.js';
@@ -80,6 +82,12 @@ test('mgllava synth: files, formats, trainer-readable data, eval TSVs scored 100
       assert.equal(t.value, j % 2 ? q.answer : `${j === 0 ? '<image>\n' : ''}${q.question}`);
     });
   }
+  // every space-separated word the model sees (the text on each side of <image>, answers, eval prompts) is a corpus word
+  const vocab = new Set(corpusWords(synthCorpus()));
+  const covered = (text: string, what: string) => {
+    for (const chunk of text.split('<image>')) for (const w of corpusWords([chunk])) assert.ok(vocab.has(w), `${what}: ${JSON.stringify(w)}`);
+  };
+  for (const s of [...s1, ...s2]) for (const t of s.conversations) covered(t.value, s.id);
   const tokenizer = llama2Tokenizer();
   for (const f of ['stage1.json', 'stage2.json']) {
     const d = await loadTrainData({ data: join(out, f), boxes: join(out, 'boxes.json'), tokenizer, template: getTemplate('vicuna') });
@@ -99,6 +107,7 @@ test('mgllava synth: files, formats, trainer-readable data, eval TSVs scored 100
     assert.ok(t.has('category') && t.has('small') && t.has('image'), file);
     const set = readTsvSet(data, benchmarkFor(bench));
     for (let row = 0; row < t.length; row++) {
+      covered(`<image>\n${itemPrompt(benchmarkFor(bench), t, row, 'release')}`, `${file} row ${row}`);
       const key = set.boxKeys(row).find((k) => boxIndex.has(k));
       assert.ok(key !== undefined, `${file} row ${t.str(row, 'index')} has no boxes`);
       assert.ok(entryDetections(boxIndex, 'boxes.json', key, 'row').labels.length >= 1);
