@@ -21,9 +21,14 @@ export async function runSynth(a: SynthArgs, write: (s: string) => void = (s) =>
   const bars = { train: progress.bar('training images'), eval: progress.bar('evaluation images') };
   const state: { phase: 'train' | 'eval' | null } = { phase: null };
   const t0 = performance.now();
+  // Ctrl-C / kill: stop between images so the partial folder is removed.
+  const ac = new AbortController();
+  const stop = () => ac.abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
   try {
     const r = await writeSynth({
-      out: a.out, images: a.images, seed: a.seed, questions: a.questions, format: a.format, evalImages: a.evalImages, quality: a.quality,
+      out: a.out, images: a.images, seed: a.seed, questions: a.questions, format: a.format, evalImages: a.evalImages, quality: a.quality, signal: ac.signal,
       onProgress: (p, done, total) => {
         if (state.phase !== p && state.phase) bars[state.phase].end(true);
         state.phase = p;
@@ -40,5 +45,8 @@ export async function runSynth(a: SynthArgs, write: (s: string) => void = (s) =>
   } catch (e) {
     if (state.phase) bars[state.phase].end(false);
     throw e;
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
   }
 }

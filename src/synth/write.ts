@@ -40,6 +40,8 @@ export interface SynthOptions {
   evalImages?: number;
   /** JPEG quality (default 92) */
   quality?: number;
+  /** stop between images (Ctrl-C): the partial folder is removed and an InputError thrown */
+  signal?: AbortSignal;
   /** called after each image (phase "train" or "eval") */
   onProgress?: (phase: 'train' | 'eval', done: number, total: number) => void;
 }
@@ -65,7 +67,7 @@ const IN_FLIGHT = 4;
 
 const isCount = (i: unknown): i is number => Number.isSafeInteger(i) && (i as number) >= 0;
 
-function check(o: SynthOptions): Required<Omit<SynthOptions, 'onProgress'>> {
+function check(o: SynthOptions): Required<Omit<SynthOptions, 'onProgress' | 'signal'>> {
   if (!isCount(o.images) || o.images === 0) throw new InputError(`--images: expected a positive integer, got ${o.images}`, '--images');
   if (!isCount(o.seed)) throw new InputError(`--seed: expected a non-negative integer, got ${o.seed}`, '--seed');
   const questions = o.questions ?? 6;
@@ -174,7 +176,11 @@ export async function writeSynth(opts: SynthOptions): Promise<SynthSummary> {
   try {
     const width = Math.max(6, String(o.images - 1).length);
     const ext = o.format;
+    const interrupted = (): void => {
+      if (opts.signal?.aborted) throw new InputError(`interrupted; ${o.out} was not written`, '--out');
+    };
     const train = await pool(o.images, IN_FLIGHT, async (i) => {
+      interrupted();
       const id = String(i).padStart(width, '0');
       const rng = Rng.seeded(o.seed, i);
       const scene = generateScene(rng);
@@ -201,6 +207,7 @@ export async function writeSynth(opts: SynthOptions): Promise<SynthSummary> {
       mkdirSync(join(tmp, 'eval'));
       const ewidth = Math.max(6, String(o.evalImages - 1).length);
       const evals = await pool(o.evalImages, IN_FLIGHT, async (j) => {
+        interrupted();
         const rng = Rng.seeded(o.seed, EVAL_STREAM + j);
         const scene = generateScene(rng);
         const bytes = await encodeScene(scene, o.format, o.quality);
