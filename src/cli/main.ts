@@ -10,6 +10,7 @@ import { InputError } from '../core/errors.js';
 import { runEncode } from './encode.js';
 import { runChat } from './chat.js';
 import { runQuantize } from './quantize.js';
+import { runExport } from './export.js';
 import { runDetect } from './detect.js';
 import { runTrain } from './train.js';
 import { runPullPreset } from './pull-preset.js';
@@ -199,6 +200,13 @@ export function buildProgram(): Command {
       if (!o.llm) throw new InputError('missing --llm (or --model with a mgllava_config.json)', '--llm');
       return runQuantize(o);
     });
+  program.command('export')
+    .description('write a trained model folder (mgllava train --out) as one self-contained folder: each part (clip/, convnext/, llm/) with its trained tensors in place, nothing stored twice')
+    .requiredOption('--model <dir>', 'model folder with mgllava_config.json (e.g. a training run\'s output)')
+    .requiredOption('--out <dir>', 'folder to create (it must not exist)')
+    .addOption(new Option('--dtype <type>', 'float type of the written tensors').choices(['f32', 'f16', 'bf16']).default('f32'))
+    .option('-q, --quiet', 'no summary on stderr')
+    .action((o) => runExport({ model: o.model, out: o.out, dtype: (o.dtype as string).toUpperCase() as 'F32' | 'F16' | 'BF16', quiet: o.quiet }));
   modelOptions(program.command('train'))
     .description('train MG-LLaVA: stage 1 (fuse_module, projector, bbox_projector) or stage 2 (the LLM too), from LLaVA-format data')
     .requiredOption('--stage <n>', '1: pretraining (encoders and LLM frozen); 2: instruction tuning (the LLM learns too)', stage)

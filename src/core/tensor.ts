@@ -73,3 +73,49 @@ export function bytesToF32(dtype: DType, bytes: Uint8Array): Float32Array {
       throw new Error(`cannot read ${dtype} as float32`);
   }
 }
+
+/** f32 -> IEEE half, round to nearest even (overflow to infinity, NaN kept), little-endian bytes. */
+export function f32ToF16(src: Float32Array): Uint8Array {
+  const out = new Uint8Array(src.length * 2);
+  const u32 = new Uint32Array(src.buffer, src.byteOffset, src.length);
+  for (let i = 0; i < src.length; i++) {
+    const x = u32[i]!;
+    const sign = (x >>> 16) & 0x8000;
+    const exp = (x >>> 23) & 0xff;
+    let mant = x & 0x7fffff;
+    let h: number;
+    if (exp === 0xff) h = sign | 0x7c00 | (mant ? 0x200 : 0);
+    else {
+      const e = exp - 127 + 15;
+      if (e >= 31) h = sign | 0x7c00;
+      else if (e <= 0) {
+        if (e < -10) h = sign;
+        else {
+          // subnormal half: shift the mantissa (with its hidden bit) right, rounding to even
+          mant |= 0x800000;
+          const shift = 14 - e;
+          const half = 1 << (shift - 1);
+          const rest = mant & ((1 << shift) - 1);
+          let m = mant >>> shift;
+          if (rest > half || (rest === half && m & 1)) m++;
+          h = sign | m;
+        }
+      } else {
+        let m = mant >>> 13;
+        const rest = mant & 0x1fff;
+        let ee = e;
+        if (rest > 0x1000 || (rest === 0x1000 && m & 1)) {
+          m++;
+          if (m === 0x400) {
+            m = 0;
+            ee++;
+          }
+        }
+        h = ee >= 31 ? sign | 0x7c00 : sign | (ee << 10) | m;
+      }
+    }
+    out[2 * i] = h & 0xff;
+    out[2 * i + 1] = h >>> 8;
+  }
+  return out;
+}

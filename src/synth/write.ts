@@ -23,6 +23,7 @@ import { InputError } from '../core/errors.js';
 import { circularExpand } from '../eval/mcq.js';
 import { formatTsvQuoteAll, TsvTable, type Cell, type ColumnKind } from '../eval/tsv.js';
 import { Rng, shuffleInPlace } from '../train/rng.js';
+import { MCQ_INSTRUCTION, SHORT_ANSWER, YES_NO } from '../eval/prompts.js';
 import { ALL_KINDS, CAPTION_PROMPT, SHAPE_DISTRACTOR, applicableTypes, popeQuestion, questionOfType, questionsFor, type Question, type QuestionType } from './questions.js';
 import { COLOURS, SHAPES, boxEntry, caption, generateScene, pick, renderScene, type Scene } from './world.js';
 
@@ -115,6 +116,25 @@ export function mcqOptions(q: Question, rng: Rng): string[] {
   return shuffleInPlace([q.answer, ...others], rng);
 }
 
+/**
+ * A stage-2 turn: the question in one of the forms the evaluation asks it in, as LLaVA-1.5's
+ * instruction mixture does, so the model learns each form's answer: plain (2 in 5), with the
+ * short-answer suffix (1 in 5), as a 4-option MCQ answered with its letter (1 in 5, the MCQ
+ * set's types; else plain), POPE's "in the image?" + yes/no suffix (1 in 5, `exists`; else
+ * short). The answer is the exact one, or the letter.
+ */
+export function stage2Turn(q: Question, rng: Rng): { prompt: string; answer: string; format: 'plain' | 'short' | 'mcq' | 'pope' } {
+  const r = rng.nextInt(5);
+  if (r === 3 && MCQ_TYPES.includes(q.type)) {
+    const opts = mcqOptions(q, rng);
+    const lines = opts.map((x, i) => `${'ABCD'[i]}. ${x}\n`).join('');
+    return { prompt: `${q.question}\n${lines}${MCQ_INSTRUCTION}`, answer: 'ABCD'[opts.indexOf(q.answer)]!, format: 'mcq' };
+  }
+  if (r === 4 && q.type === 'exists') return { prompt: `${q.question.replace(/\?$/, ' in the image?')}${YES_NO}`, answer: q.answer, format: 'pope' };
+  if (r >= 2) return { prompt: `${q.question}${SHORT_ANSWER}`, answer: q.answer, format: 'short' };
+  return { prompt: q.question, answer: q.answer, format: 'plain' };
+}
+
 interface EvalRows {
   mcq: Cell[][];
   pope: Cell[][];
@@ -185,9 +205,10 @@ export async function writeSynth(opts: SynthOptions): Promise<SynthSummary> {
       const rng = Rng.seeded(o.seed, i);
       const scene = generateScene(rng);
       const questions = questionsFor(scene, rng, o.questions);
+      const turns = questions.map((q) => stage2Turn(q, rng));
       const bytes = await encodeScene(scene, o.format, o.quality);
       writeFileSync(join(tmp, 'images', `${id}.${ext}`), bytes);
-      return { id, scene, questions };
+      return { id, scene, questions, turns };
     }, (d) => opts.onProgress?.('train', d, o.images));
     const image = (id: string) => `images/${id}.${ext}`;
     writeFileSync(join(tmp, 'boxes.json'), jsonList(train.map((t) => boxEntry(t.id, t.scene))));
@@ -197,9 +218,9 @@ export async function writeSynth(opts: SynthOptions): Promise<SynthSummary> {
     }))));
     writeFileSync(join(tmp, 'stage2.json'), jsonList(train.map((t) => ({
       id: t.id, image: image(t.id),
-      conversations: t.questions.flatMap((q, j) => [{ from: 'human', value: j === 0 ? `<image>\n${q.question}` : q.question }, { from: 'gpt', value: q.answer }]),
+      conversations: t.turns.flatMap((q, j) => [{ from: 'human', value: j === 0 ? `<image>\n${q.prompt}` : q.prompt }, { from: 'gpt', value: q.answer }]),
     }))));
-    writeFileSync(join(tmp, 'scenes.jsonl'), jsonLines(train.map((t) => ({ id: t.id, image: image(t.id), scene: t.scene, caption: caption(t.scene), questions: t.questions }))));
+    writeFileSync(join(tmp, 'scenes.jsonl'), jsonLines(train.map((t) => ({ id: t.id, image: image(t.id), scene: t.scene, caption: caption(t.scene), questions: t.questions, turns: t.turns }))));
 
     const rows: EvalRows = { mcq: [], pope: [], vqa: [], boxes: [] };
     let mcqRows = 0;

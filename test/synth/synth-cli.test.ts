@@ -78,8 +78,19 @@ test('mgllava synth: files, formats, trainer-readable data, eval TSVs scored 100
     assert.equal(conv.length, 8);
     conv.forEach((t: any, j: number) => {
       const q = sc.questions[j >> 1];
+      const turn = sc.turns[j >> 1];
       assert.equal(t.from, j % 2 ? 'gpt' : 'human');
-      assert.equal(t.value, j % 2 ? q.answer : `${j === 0 ? '<image>\n' : ''}${q.question}`);
+      assert.equal(t.value, j % 2 ? turn.answer : `${j === 0 ? '<image>\n' : ''}${turn.prompt}`);
+      // each form asks the scene's question and keeps its exact answer (or the letter of it)
+      if (turn.format === 'plain') assert.deepEqual([turn.prompt, turn.answer], [q.question, q.answer]);
+      if (turn.format === 'short') assert.deepEqual([turn.prompt, turn.answer], [`${q.question}\nAnswer the question using a single word or phrase.`, q.answer]);
+      if (turn.format === 'pope') assert.deepEqual([turn.prompt, turn.answer], [`${q.question.slice(0, -1)} in the image?\nPlease answer the question with yes or no.`, q.answer]);
+      if (turn.format === 'mcq') {
+        const m = /^(.*)\nA\. (.*)\nB\. (.*)\nC\. (.*)\nD\. (.*)\nAnswer with the option's letter from the given choices directly\.$/.exec(turn.prompt);
+        assert.ok(m, turn.prompt);
+        assert.equal(m[1], q.question);
+        assert.equal(m['ABCD'.indexOf(turn.answer) + 2], q.answer);
+      }
     });
   }
   // every space-separated word the model sees (the text on each side of <image>, answers, eval prompts) is a corpus word

@@ -156,4 +156,29 @@ test('a model from writeNewModel trains with every part learning, and the output
   assert.deepEqual((cfg['trained'] as { frozen: string[] }).frozen, []);
   const names = SafetensorsStore.open(join(out, 'model.safetensors')).keys();
   for (const p of ['visual_encoder.vision_model.', 'visual_encoder_aux.visual.trunk.', 'llm.model.', 'fuse_module.', 'bbox_projector.']) assert.ok(names.some((n) => n.startsWith(p)), p);
+
+  // export: one folder with the trained tensors in each part; float32 answers exactly as the
+  // training output does, float16 within rounding.
+  const ask = async (m: string) => {
+    const x = await MgLlava.load({ model: m });
+    try {
+      const r = await x.chat({ prompt: 'How many red circles are there?', image: { width: 90, height: 70, data: new Uint8Array(90 * 70 * 3).fill(120) }, generation: { maxNewTokens: 4, temperature: 0 } }).complete();
+      return r.logprobs.map((l) => l.logprob);
+    } finally {
+      await x.release();
+    }
+  };
+  const f32 = join(dir, 'export-f32');
+  const f16 = join(dir, 'export-f16');
+  const e32 = await mgllava(['export', '--model', out, '--out', f32]);
+  assert.equal(e32.code, 0, e32.stderr);
+  assert.equal((await mgllava(['export', '--model', out, '--out', f16, '--dtype', 'f16'])).code, 0);
+  for (const part of ['clip', 'convnext', 'llm']) assert.ok(existsSync(join(f32, part)), part);
+  assert.deepEqual(SafetensorsStore.open(join(f32, 'model.safetensors')).keys().filter((k) => /^(llm|visual_encoder)/.test(k)), []);
+  const [a, b, c] = [await ask(out), await ask(f32), await ask(f16)];
+  assert.deepEqual(b, a);
+  c.forEach((x, i) => assert.ok(Math.abs(x - a[i]!) < 2e-2, `f16 logprob ${i}: ${x} vs ${a[i]}`));
+  const again = await mgllava(['export', '--model', out, '--out', f32]);
+  assert.notEqual(again.code, 0);
+  assert.match(again.stderr, /already exists/);
 });

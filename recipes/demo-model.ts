@@ -1,0 +1,194 @@
+// The recipe of the bundled demo model (models/demo) and of the ablation's variants: a small
+// MG-LLaVA trained from scratch on the synthetic shapes world (`mgllava synth`) with
+// `mgllava train`, then evaluated with `mgllava eval` on held-out sets made with other seeds.
+//
+//   npm run build && node dist/recipes/demo-model.js [--work DIR] [--variant mg|objects|clip]
+//       [--seed N] [--out DIR] [--threads N]
+//
+// Every step writes its own folder under --work and is skipped when that folder exists, and
+// training saves a checkpoint every few hundred iterations and resumes from it, so a recipe
+// stopped anywhere continues where it was when run again.
+//
+// Variants (the paper's Table 4 in miniature; same data, steps and seed for each):
+//   clip     LLaVA: CLIP tokens only (no Conv-Gate fusion, no object tokens)
+//   objects  + object tokens (RoIAlign over the ConvNeXt stages, bbox_projector)
+//   mg       + Conv-Gate fusion of the ConvNeXt's high-resolution features: MG-LLaVA
+
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { synthCorpus } from '../src/synth/index.js';
+import { buildWordBpe } from '../src/tokenizer/build-word-bpe.js';
+import { NewModelSpec, writeNewModel } from '../src/train/init-model.js';
+import { exportModel } from '../src/train/export-model.js';
+import { getTemplate } from '../src/tokenizer/templates.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
+
+export type Variant = 'clip' | 'objects' | 'mg';
+
+/** The demo model's architecture: every MG-LLaVA part, sized for a 2-core machine. */
+export const DEMO_SPEC: NewModelSpec = {
+  // CLIP-style ViT at 128 px, 16-px patches: an 8 x 8 token grid
+  clip: { imageSize: 128, patchSize: 16, hidden: 128, layers: 4, heads: 4, intermediate: 512 },
+  // ConvNeXt at 256 px: stages at 64, 32, 16 and 8 px, the last matching the CLIP grid
+  convnext: { dims: [32, 64, 128, 256], depths: [1, 1, 2, 1] },
+  llm: { hidden: 256, layers: 4, heads: 8, kvHeads: 4, intermediate: 768, maxPositions: 1024 },
+  imageSizeAux: 256,
+  boxFeatSize: 14,
+  projectorDepth: 2,
+  promptTemplate: 'vicuna',
+};
+
+/** The schedule: one run with every part learning (see docs/ablation.md for how it was chosen). */
+export const SCHEDULE = {
+  trainImages: 12000,
+  heldoutImages: 500,
+  questions: 6,
+  epochs: 2,
+  batchSize: 16,
+  lr: 1e-3,
+  warmupRatio: 0.03,
+  saveEvery: 200,
+};
+
+interface Args {
+  work: string;
+  variant: Variant;
+  seed: number;
+  out?: string;
+  threads?: number;
+}
+
+function parse(): Args {
+  const { values } = parseArgs({
+    options: {
+      work: { type: 'string', default: '/tmp/mgllava-demo' },
+      variant: { type: 'string', default: 'mg' },
+      seed: { type: 'string', default: '1' },
+      out: { type: 'string' },
+      threads: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write('usage: node dist/recipes/demo-model.js [--work DIR] [--variant mg|objects|clip] [--seed N] [--out DIR] [--threads N]\n');
+    process.exit(0);
+  }
+  const variant = values.variant as Variant;
+  if (!['clip', 'objects', 'mg'].includes(variant)) fail(`--variant: expected mg, objects or clip, got ${variant}`);
+  const seed = Number(values.seed);
+  if (!Number.isInteger(seed) || seed < 0) fail(`--seed: expected a non-negative integer, got ${values.seed}`);
+  const threads = values.threads === undefined ? undefined : Number(values.threads);
+  return { work: resolve(values.work!), variant, seed, ...(values.out ? { out: resolve(values.out) } : {}), ...(threads ? { threads } : {}) };
+}
+
+function fail(msg: string): never {
+  process.stderr.write(`demo-model: ${msg}\n`);
+  process.exit(2);
+}
+
+function mgllava(args: string[]): void {
+  process.stderr.write(`\n$ mgllava ${args.join(' ')}\n`);
+  const r = spawnSync(process.execPath, [CLI, ...args], { stdio: 'inherit' });
+  if (r.status !== 0) fail(`mgllava ${args[0]} exited with ${r.status ?? r.signal}`);
+}
+
+/** Run `make(tmp)` into `dir` unless it exists (then the step is done). */
+function step(dir: string, what: string, make: (tmp: string) => void): void {
+  if (existsSync(dir)) {
+    process.stderr.write(`${what}: done before (${dir})\n`);
+    return;
+  }
+  process.stderr.write(`${what} ...\n`);
+  make(dir);
+}
+
+/** Every text the model is trained or asked on, as the template lays it out, for the tokenizer. */
+export function demoCorpus(template = 'vicuna'): string[] {
+  const t = getTemplate(template);
+  const parts = t.instruction.split('{input}').map((s) => s.trim()).filter((s) => s !== '');
+  return [...synthCorpus(), ...parts];
+}
+
+export function variantSpec(v: Variant): { spec: NewModelSpec; config: Record<string, unknown>; boxes: boolean } {
+  return {
+    spec: DEMO_SPEC,
+    config: v === 'mg' ? {} : { fusion: false },
+    boxes: v !== 'clip',
+  };
+}
+
+function main(): void {
+  const a = parse();
+  const w = a.work;
+  mkdirSync(w, { recursive: true });
+  const s = SCHEDULE;
+  const data = join(w, 'data');
+  // Data: training images (seed 1000), held-out evaluation sets (seeds 2000 and 3000).
+  step(join(data, 'train'), 'training data', (dir) => {
+    mkdirSync(data, { recursive: true });
+    mgllava(['synth', '--out', dir, '--images', String(s.trainImages), '--seed', '1000', '--questions', String(s.questions), '--eval-images', '0']);
+  });
+  for (const seed of [2000, 3000]) {
+    step(join(data, `heldout-${seed}`), `held-out sets (seed ${seed})`, (dir) => {
+      mgllava(['synth', '--out', dir, '--images', '1', '--seed', String(seed), '--eval-images', String(s.heldoutImages)]);
+    });
+  }
+  const mixed = join(data, 'train', 'mixed.json');
+  if (!existsSync(mixed)) {
+    const read = (f: string) => JSON.parse(readFileSync(join(data, 'train', f), 'utf8')) as { id: string }[];
+    // captions and questions of every image, ids kept apart
+    const all = [...read('stage1.json').map((x) => ({ ...x, id: `c${x.id}` })), ...read('stage2.json').map((x) => ({ ...x, id: `q${x.id}` }))];
+    const boxes = JSON.parse(readFileSync(join(data, 'train', 'boxes.json'), 'utf8')) as { id: string }[];
+    writeFileSync(join(data, 'train', 'mixed-boxes.json'), JSON.stringify(boxes.flatMap((b) => [{ ...b, id: `c${b.id}` }, { ...b, id: `q${b.id}` }])));
+    writeFileSync(`${mixed}.tmp`, JSON.stringify(all));
+    renameSync(`${mixed}.tmp`, mixed);
+  }
+
+  const run = join(w, `${a.variant}-seed${a.seed}`);
+  mkdirSync(run, { recursive: true });
+  const v = variantSpec(a.variant);
+  const init = join(run, 'init');
+  step(init, 'a new model', (dir) => {
+    const tok = buildWordBpe(demoCorpus(v.spec.promptTemplate));
+    writeNewModel(dir, v.spec, { tokenizer: tok.tokenizer, tokenizerConfig: tok.config, vocabSize: tok.vocabSize }, a.seed);
+    const cfgPath = join(dir, 'mgllava_config.json');
+    const cfg = JSON.parse(readFileSync(cfgPath, 'utf8')) as Record<string, unknown>;
+    writeFileSync(cfgPath, JSON.stringify({ ...cfg, ...v.config, system_prompt: false }, null, 1) + '\n');
+  });
+  const trained = join(run, 'trained');
+  const ckpt = join(run, 'checkpoint');
+  step(trained, 'training (every part learns)', (dir) => {
+    const args = [
+      'train', '--model', init, '--stage', '2',
+      '--trainable', a.variant === 'clip' ? 'visual_encoder.*' : 'visual_encoder.*,visual_encoder_aux.*',
+      '--data', mixed, ...(v.boxes ? ['--boxes', join(data, 'train', 'mixed-boxes.json')] : []),
+      '--out', ckpt, '--epochs', String(s.epochs), '--batch-size', String(s.batchSize), '--lr', String(s.lr),
+      '--warmup-ratio', String(s.warmupRatio), '--seed', String(a.seed), '--save-every', String(s.saveEvery),
+      ...(a.threads ? ['--threads', String(a.threads)] : []),
+      ...(existsSync(join(ckpt, 'trainer_state.json')) ? ['--resume', ckpt] : []),
+    ];
+    mgllava(args);
+    exportModel(ckpt, dir, { dtype: 'F16' });
+  });
+  if (a.out) {
+    rmSync(a.out, { recursive: true, force: true });
+    spawnSync('cp', ['-r', trained, a.out]);
+  }
+  for (const seed of [2000, 3000]) {
+    const sets = join(data, `heldout-${seed}`, 'eval');
+    const boxes = v.boxes ? ['--boxes', join(sets, 'boxes.json')] : ['--no-boxes'];
+    for (const [bench, file] of [['gqa', 'vqa.tsv'], ['mmbench', 'mcq.tsv'], ['pope', 'pope.tsv']] as const) {
+      const out = join(run, `eval-${seed}`, bench);
+      if (existsSync(join(out, 'summary.json'))) continue;
+      mgllava(['eval', '--bench', bench, '--data', join(sets, file), ...boxes, '--model', trained, '--out', out, ...(a.threads ? ['--threads', String(a.threads)] : [])]);
+    }
+  }
+  process.stderr.write(`\ndone: ${trained}\n`);
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) main();
