@@ -183,14 +183,14 @@ export function describeObject(o: SynthObject): string {
   return `${o.size} ${o.colour} ${o.shape}`;
 }
 
-/** The objects left to right by centre x (ties: top to bottom). */
-export function leftToRight(objects: readonly SynthObject[]): SynthObject[] {
-  return [...objects].sort((a, b) => centreOf(a)[0] - centreOf(b)[0] || centreOf(a)[1] - centreOf(b)[1]);
-}
-
-/** "A small red circle, a large blue square and a small green triangle." */
+/**
+ * "A small red circle, a large blue square and a small green triangle.": the objects in the
+ * order of the scene's box entry (the detector's order, which is the order of the object tokens
+ * the model sees), so a caption can be read off the object tokens one by one. The order carries
+ * no position: objects are drawn in a random order.
+ */
 export function caption(scene: Scene): string {
-  const parts = leftToRight(scene.objects).map((o, i) => `${i === 0 ? 'A' : 'a'} ${describeObject(o)}`);
+  const parts = scene.objects.map((o, i) => `${i === 0 ? 'A' : 'a'} ${describeObject(o)}`);
   if (parts.length === 1) return `${parts[0]}.`;
   return `${parts.slice(0, -1).join(', ')} and ${parts[parts.length - 1]}.`;
 }

@@ -150,14 +150,14 @@ test('rendering: an object centre has its colour; background pixels within the b
   }
 });
 
-test('captions: objects left to right; one object; the vocabulary covers every text', () => {
+test('captions: objects in box order; one object; the vocabulary covers every text', () => {
   const o = (colour: SynthObject['colour'], shape: SynthObject['shape'], size: SynthObject['size'], x: number): SynthObject =>
     ({ colour, shape, size, side: 20, box: [x, 10, x + 20, 30] });
   const base = { width: 400, height: 400, background: [220, 220, 220] as [number, number, number], noiseSeed: 1 };
   assert.equal(caption({ ...base, objects: [o('blue', 'square', 'large', 100), o('red', 'circle', 'small', 10), o('green', 'triangle', 'small', 200)] }),
-    'A small red circle, a large blue square and a small green triangle.');
+    'A large blue square, a small red circle and a small green triangle.');
   assert.equal(caption({ ...base, objects: [o('yellow', 'square', 'large', 100)] }), 'A large yellow square.');
-  assert.equal(caption({ ...base, objects: [o('yellow', 'square', 'large', 100), o('red', 'circle', 'small', 10)] }), 'A small red circle and a large yellow square.');
+  assert.equal(caption({ ...base, objects: [o('yellow', 'square', 'large', 100), o('red', 'circle', 'small', 10)] }), 'A large yellow square and a small red circle.');
   const vocab = new Set(synthVocabulary());
   const corpus = new Set(synthCorpus());
   const words = (t: string) => t.split(/(\s+|[?.,'])/).filter((w) => w.trim() !== '');
