@@ -19,7 +19,8 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync 
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { synthCorpus } from '../src/synth/index.js';
+import { synthCorpus, generateScene, encodeScene, questionOfType, applicableTypes, boxEntry, type QuestionType } from '../src/synth/index.js';
+import { Rng } from '../src/train/rng.js';
 import { buildWordBpe } from '../src/tokenizer/build-word-bpe.js';
 import { NewModelSpec, writeNewModel } from '../src/train/init-model.js';
 import { exportModel } from '../src/train/export-model.js';
@@ -49,10 +50,10 @@ export const SCHEDULE = {
   heldoutImages: 500,
   questions: 6,
   epochs: 2,
-  batchSize: 16,
-  lr: 1e-3,
+  batchSize: 8,
+  lr: 3e-4,
   warmupRatio: 0.03,
-  saveEvery: 200,
+  saveEvery: 500,
 };
 
 interface Args {
@@ -122,7 +123,35 @@ export function variantSpec(v: Variant): { spec: NewModelSpec; config: Record<st
   };
 }
 
-function main(): void {
+/**
+ * A few example images for the README and the shipped model's test, from a seed no training or
+ * held-out set uses (4242): each image's box file in the form `chat --boxes` reads, and
+ * questions of every type with the answers computed from the scene (questions.json).
+ */
+export async function writeExamples(dir: string): Promise<void> {
+  const tmp = `${dir}.tmp`;
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  const questions: { image: string; boxes: string; type: QuestionType; question: string; answer: string }[] = [];
+  const order: QuestionType[] = ['count', 'colour', 'shape', 'exists', 'count_all', 'left_of', 'count_size', 'exists_size'];
+  for (let i = 1; i <= 4; i++) {
+    const rng = Rng.seeded(4242, i);
+    const scene = generateScene(rng, { objects: 3 + (i % 3) });
+    const name = `shapes-${i}`;
+    writeFileSync(join(tmp, `${name}.jpg`), await encodeScene(scene));
+    const { boxes, labels, scores } = boxEntry(name, scene);
+    writeFileSync(join(tmp, `${name}.boxes.json`), JSON.stringify({ boxes, labels, scores }) + '\n');
+    const types = applicableTypes(scene);
+    for (const t of order.filter((x) => types.includes(x)).slice(0, 5)) {
+      const q = questionOfType(scene, rng, t);
+      questions.push({ image: `${name}.jpg`, boxes: `${name}.boxes.json`, type: t, question: q.question, answer: q.answer });
+    }
+  }
+  writeFileSync(join(tmp, 'questions.json'), JSON.stringify(questions, null, 1) + '\n');
+  renameSync(tmp, dir);
+}
+
+async function main(): Promise<void> {
   const a = parse();
   const w = a.work;
   mkdirSync(w, { recursive: true });
@@ -175,6 +204,8 @@ function main(): void {
     mgllava(args);
     exportModel(ckpt, dir, { dtype: 'F16' });
   });
+  const examples = join(trained, 'examples');
+  if (!existsSync(examples)) await writeExamples(examples);
   if (a.out) {
     rmSync(a.out, { recursive: true, force: true });
     spawnSync('cp', ['-r', trained, a.out]);
@@ -191,4 +222,4 @@ function main(): void {
   process.stderr.write(`\ndone: ${trained}\n`);
 }
 
-if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) main();
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) await main();

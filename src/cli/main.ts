@@ -16,15 +16,15 @@ import { runTrain } from './train.js';
 import { runPullPreset } from './pull-preset.js';
 import { PRESETS } from '../hub/presets.js';
 import { BENCHMARKS } from '../eval/benchmarks.js';
-import { resolveModelFiles } from '../model/model-files.js';
+import { DEMO_MODEL, TINY_MODEL, resolveModelFiles } from '../model/model-files.js';
 import { runPull } from './pull.js';
 import { runTokenize } from './tokenize.js';
 import { runSynth } from './synth.js';
 import { rerun, tunedMallocEnv } from './malloc-tuning.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-/** The tiny random-weight model shipped with the package (reference fixtures layout). */
-export const BUNDLED_MODEL = join(ROOT, 'fixtures', 'tiny', 'mgllava');
+/** The demo model shipped with the package: chat, encode, serve and eval use it when no model is named. */
+export const BUNDLED_MODEL = DEMO_MODEL;
 
 function nonNegativeInt(v: string): number {
   const n = Number(v);
@@ -97,9 +97,9 @@ function blockSize(v: string): number {
   return n;
 }
 
-function modelOptions(cmd: Command): Command {
+function modelOptions(cmd: Command, dflt = 'the bundled demo model, models/demo'): Command {
   return cmd
-    .option('--model <dir>', 'model folder with mgllava_config.json (default: the bundled tiny model)')
+    .option('--model <dir>', `model folder with mgllava_config.json (default: ${dflt})`)
     .option('--checkpoint <file>', 'MG-LLaVA checkpoint (.pth or .safetensors), release layout')
     .option('--llm <dir>', 'base LLM folder, release layout')
     .option('--visual-encoder <dir>', 'CLIP ViT folder (HF layout), release layout')
@@ -207,7 +207,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--dtype <type>', 'float type of the written tensors').choices(['f32', 'f16', 'bf16']).default('f32'))
     .option('-q, --quiet', 'no summary on stderr')
     .action((o) => runExport({ model: o.model, out: o.out, dtype: (o.dtype as string).toUpperCase() as 'F32' | 'F16' | 'BF16', quiet: o.quiet }));
-  modelOptions(program.command('train'))
+  modelOptions(program.command('train'), 'the tiny random-weight fixture, fixtures/tiny/mgllava')
     .description('train MG-LLaVA: stage 1 (fuse_module, projector, bbox_projector) or stage 2 (the LLM too), from LLaVA-format data')
     .requiredOption('--stage <n>', '1: pretraining (encoders and LLM frozen); 2: instruction tuning (the LLM learns too)', stage)
     .requiredOption('--data <file>', 'training samples: a JSON list of {id, image?, conversations: [{from, value}]} (or pre-tokenized {id, image?, input_ids, labels})')
@@ -235,7 +235,7 @@ export function buildProgram(): Command {
     .option('--export-xtuner <dir>', 'instead of training here, write the same job as the release\'s XTuner config and data files (for a GPU cluster)')
     .option('--json', 'one JSON object per iteration on stdout (step, loss, lr, grad_norm, tokens_per_s, eta_ms)')
     .option('-q, --quiet', 'no progress on stderr')
-    .action(async (o) => runTrain(o, defaultModel(o)));
+    .action(async (o) => runTrain(o, o.checkpoint || o.llm || o.visualEncoder || o.visualEncoderAux ? undefined : TINY_MODEL));
   program.command('synth')
     .description('write a synthetic shapes data set: images, boxes, stage-1 captions, stage-2 questions, and eval TSVs (MMBench-style MCQ, POPE, GQA-style VQA) with their boxes')
     .requiredOption('--out <dir>', 'folder to create (it must not exist; its parent must)')

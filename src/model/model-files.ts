@@ -4,9 +4,20 @@
 
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { InputError } from '../core/errors.js';
 import { VisionSettings } from './mg-llava-vision.js';
 import { isDeepSpeedCheckpoint } from '../weights/zero-checkpoint.js';
+
+const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+/**
+ * The demo model shipped with the package (models/demo: trained on the synthetic shapes world,
+ * recipes/demo-model.ts): what chat, encode, serve, eval and MgLlava.load use when no model part
+ * is named.
+ */
+export const DEMO_MODEL = join(PACKAGE_ROOT, 'models', 'demo');
+/** The tiny random-weight reference fixture: the parity tests' model and `mgllava train`'s default start. */
+export const TINY_MODEL = join(PACKAGE_ROOT, 'fixtures', 'tiny', 'mgllava');
 
 export interface ModelSpec {
   /** Folder with mgllava_config.json (or the config file itself). */
@@ -63,6 +74,7 @@ const CHECKPOINT_NAMES = ['model.safetensors', 'model.safetensors.index.json'];
 
 /** Resolve every part's path; explicit flags override the config file's entries. */
 export function resolveModelFiles(spec: ModelSpec): ModelFiles {
+  if (!spec.model && !spec.checkpoint && !spec.llm && !spec.visualEncoder && !spec.visualEncoderAux) spec = { ...spec, model: DEMO_MODEL };
   let base: string | undefined;
   let cfg: Record<string, unknown> = {};
   let cfgPath = '';

@@ -57,7 +57,7 @@ test('chat --json on the fixture model reproduces case C (ids, 722 prompt tokens
 
 test('chat through the .pth checkpoint and a visual-token cache from encode gives the same answer', async () => {
   const cache = join(tempDir(), 'tokens.safetensors');
-  const e = await mgllava(['encode', '--image', IMAGE, '--boxes', BOXES, '--out', cache, '-q']);
+  const e = await mgllava(['encode', '--model', join(TINY, 'mgllava'), '--image', IMAGE, '--boxes', BOXES, '--out', cache, '-q']);
   assert.equal(e.code, 0, e.stderr);
   const r = await mgllava(['chat', '--checkpoint', join(TINY, 'mgllava', 'iter_1.pth'), '--llm', join(TINY, 'llm'),
     '--visual-encoder', join(TINY, 'clip'), '--visual-encoder-aux', join(TINY, 'convnext'), '--template', 'vicuna',

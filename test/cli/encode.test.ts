@@ -54,7 +54,7 @@ test('encode through the release layout and the .pth checkpoint gives the same t
 
 test('encode without boxes writes no object tokens', async () => {
   const out = join(tempDir(), 'tokens.safetensors');
-  const r = await mgllava(['encode', '--image', IMAGE, '--out', out, '-q']);
+  const r = await mgllava(['encode', '--model', join(TINY, 'mgllava'), '--image', IMAGE, '--out', out, '-q']);
   assert.equal(r.code, 0, r.stderr);
   const s = SafetensorsStore.open(out);
   assert.deepEqual(s.get('box_tokens')!.shape, [0, 16]);

@@ -16,7 +16,7 @@ import { CLI, assertOneLineError, mgllava } from '../helpers/cli.js';
 import { parseTsv } from '../../src/eval/tsv.js';
 
 const DATA = join(ROOT, 'fixtures', 'eval', 'mmbench.tsv');
-const FAST = ['--no-boxes', '--max-new-tokens', '3', '-q'];
+const FAST = ['--model', join(ROOT, 'fixtures', 'tiny', 'mgllava'), '--no-boxes', '--max-new-tokens', '3', '-q'];
 const table = parseTsv(readFileSync(DATA, 'utf8'));
 const indices = Array.from({ length: table.length }, (_, r) => table.str(r, 'index'));
 
@@ -208,7 +208,7 @@ test('eval: bad input is one line naming the file or the row', async () => {
   assertOneLineError(await mgllava(['eval', '--bench', 'mmbench', '--data', DATA, '--out', join(dir, 'r3'), '--boxes', boxes, '-q']), new RegExp(`boxes\\.json: no box entry for row ${originals[0]}`));
   // With every original's entry, the copies find theirs through the image they share.
   writeFileSync(boxes, JSON.stringify(originals.map((id) => ({ id: Number(id), boxes: [[0, 0, 4, 4]], labels: ['thing'], scores: [0.9] }))));
-  const ok = await mgllava(['eval', '--bench', 'mmbench', '--data', DATA, '--out', join(dir, 'r4'), '--boxes', boxes, '--max-new-tokens', '2', '-q', '--limit', '2']);
+  const ok = await mgllava(['eval', '--model', join(ROOT, 'fixtures', 'tiny', 'mgllava'), '--bench', 'mmbench', '--data', DATA, '--out', join(dir, 'r4'), '--boxes', boxes, '--max-new-tokens', '2', '-q', '--limit', '2']);
   assert.equal(ok.code, 0, ok.stderr);
   // Flags.
   assertOneLineError(await mgllava(['eval', '--bench', 'nosuch', '--data', DATA, '--out', join(dir, 'r5')]), /unknown benchmark "nosuch"; known: mmbench/);

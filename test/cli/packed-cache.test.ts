@@ -16,7 +16,7 @@ let tmp: string;
 before(() => (tmp = tempDir()));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
-const ask = (...flags: string[]) => mgllava(['chat', '--image', join(TINY, 'example.jpg'), '--boxes', join(TINY, 'boxes_raw.json'),
+const ask = (...flags: string[]) => mgllava(['chat', '--model', join(TINY, 'mgllava'), '--image', join(TINY, 'example.jpg'), '--boxes', join(TINY, 'boxes_raw.json'),
   '--max-new-tokens', '4', '--temperature', '0', '--json', ...flags, 'What is shown in this image?']);
 const ids = (stdout: string) => (JSON.parse(stdout) as { ids: number[] }).ids;
 

@@ -43,7 +43,7 @@ test('chat --video --video-boxes --json: the video prompt, ids, frames and box c
 });
 
 test('chat --video --frames 2 --no-pad fits the tiny model\'s own context; without boxes, placeholder boxes', async () => {
-  const r = await mgllava(['chat', '--video', VIDEO, '--frames', '2', '--no-pad', '--json', '-q', '--temperature', '0', '--max-new-tokens', '2', 'Hi']);
+  const r = await mgllava(['chat', '--model', join(TINY, 'mgllava'), '--video', VIDEO, '--frames', '2', '--no-pad', '--json', '-q', '--temperature', '0', '--max-new-tokens', '2', 'Hi']);
   assert.equal(r.code, 0, r.stderr);
   const j = JSON.parse(r.stdout) as { ids: number[]; video: { frame_indices: number[]; frame_box_counts: number[] } };
   assert.equal(j.ids.length, 2);
@@ -52,7 +52,7 @@ test('chat --video --frames 2 --no-pad fits the tiny model\'s own context; witho
 
 test('encode --video writes the video tensors with their shapes', async () => {
   const out = join(dir, 'video.safetensors');
-  const r = await mgllava(['encode', '--video', VIDEO, '--video-boxes', BOX_FILE, '--out', out, '-q']);
+  const r = await mgllava(['encode', '--model', join(TINY, 'mgllava'), '--video', VIDEO, '--video-boxes', BOX_FILE, '--out', out, '-q']);
   assert.equal(r.code, 0, r.stderr);
   const s = SafetensorsStore.open(out);
   const shape = (k: string) => s.get(k)!.shape;
