@@ -199,6 +199,8 @@ async function main(): Promise<void> {
       '--out', ckpt, '--epochs', String(s.epochs), '--batch-size', String(s.batchSize), '--lr', String(s.lr),
       '--warmup-ratio', String(s.warmupRatio), '--seed', String(a.seed), '--save-every', String(s.saveEvery),
       ...(a.threads ? ['--threads', String(a.threads)] : []),
+      // one JSON line per iteration on stdout (the progress bar needs a terminal)
+      ...(process.stderr.isTTY ? [] : ['--json']),
       ...(existsSync(join(ckpt, 'trainer_state.json')) ? ['--resume', ckpt] : []),
     ];
     mgllava(args);

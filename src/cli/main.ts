@@ -16,7 +16,7 @@ import { runTrain } from './train.js';
 import { runPullPreset } from './pull-preset.js';
 import { PRESETS } from '../hub/presets.js';
 import { BENCHMARKS } from '../eval/benchmarks.js';
-import { DEMO_MODEL, TINY_MODEL, resolveModelFiles } from '../model/model-files.js';
+import { TINY_MODEL, resolveModelFiles } from '../model/model-files.js';
 import { runPull } from './pull.js';
 import { runTokenize } from './tokenize.js';
 import { runSynth } from './synth.js';
@@ -24,7 +24,7 @@ import { rerun, tunedMallocEnv } from './malloc-tuning.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 /** The demo model shipped with the package: chat, encode, serve and eval use it when no model is named. */
-export const BUNDLED_MODEL = DEMO_MODEL;
+export const BUNDLED_MODEL = TINY_MODEL;
 
 function nonNegativeInt(v: string): number {
   const n = Number(v);
@@ -97,7 +97,7 @@ function blockSize(v: string): number {
   return n;
 }
 
-function modelOptions(cmd: Command, dflt = 'the bundled demo model, models/demo'): Command {
+function modelOptions(cmd: Command, dflt = 'the bundled tiny model'): Command {
   return cmd
     .option('--model <dir>', `model folder with mgllava_config.json (default: ${dflt})`)
     .option('--checkpoint <file>', 'MG-LLaVA checkpoint (.pth or .safetensors), release layout')

@@ -74,7 +74,7 @@ const CHECKPOINT_NAMES = ['model.safetensors', 'model.safetensors.index.json'];
 
 /** Resolve every part's path; explicit flags override the config file's entries. */
 export function resolveModelFiles(spec: ModelSpec): ModelFiles {
-  if (!spec.model && !spec.checkpoint && !spec.llm && !spec.visualEncoder && !spec.visualEncoderAux) spec = { ...spec, model: DEMO_MODEL };
+  if (!spec.model && !spec.checkpoint && !spec.llm && !spec.visualEncoder && !spec.visualEncoderAux) spec = { ...spec, model: TINY_MODEL };
   let base: string | undefined;
   let cfg: Record<string, unknown> = {};
   let cfgPath = '';
