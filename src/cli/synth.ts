@@ -1,20 +1,11 @@
 // `mgllava synth`: a synthetic shapes data set (training data for both stages, boxes, and
 // evaluation TSVs) from a seed; see src/synth/write.ts for the layout.
 
-import { writeSynth, type SynthFormat } from '../synth/write.js';
+import { writeSynth, type SynthOptions } from '../synth/write.js';
 import { Progress } from './progress.js';
 
-export interface SynthArgs {
-  out: string;
-  images: number;
-  seed: number;
-  questions?: number;
-  format?: SynthFormat;
-  evalImages?: number;
-  quality?: number;
-  json?: boolean;
-  quiet?: boolean;
-}
+/** The writer's options as the command line gives them, plus the output switches. */
+export type SynthArgs = Omit<SynthOptions, 'signal' | 'onProgress'> & { json?: boolean; quiet?: boolean };
 
 export async function runSynth(a: SynthArgs, write: (s: string) => void = (s) => process.stdout.write(s)): Promise<void> {
   const progress = new Progress(!a.quiet);
