@@ -16,15 +16,13 @@ import { runTrain } from './train.js';
 import { runPullPreset } from './pull-preset.js';
 import { PRESETS } from '../hub/presets.js';
 import { BENCHMARKS } from '../eval/benchmarks.js';
-import { TINY_MODEL, resolveModelFiles } from '../model/model-files.js';
+import { TINY_MODEL, resolveModelFiles, withDefaultModel } from '../model/model-files.js';
 import { runPull } from './pull.js';
 import { runTokenize } from './tokenize.js';
 import { runSynth } from './synth.js';
 import { rerun, tunedMallocEnv } from './malloc-tuning.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-/** The demo model shipped with the package: chat, encode, serve and eval use it when no model is named. */
-export const BUNDLED_MODEL = TINY_MODEL;
 
 function nonNegativeInt(v: string): number {
   const n = Number(v);
@@ -137,7 +135,7 @@ export function buildProgram(): Command {
     .option('--box-limit <n>', 'if more boxes than this survive NMS, keep the top 20 per label (5 when n <= 50; 0 = no cap)', nonNegativeInt, 100)
     .addOption(new Option('--max-pixels <n>', 'refuse images with more pixels than this').argParser(positiveInt).default(100_000_000))
     .option('-q, --quiet', 'no progress on stderr')
-    .action(async (o) => runEncode({ ...o, model: o.model ?? defaultModel(o) }));
+    .action(async (o) => runEncode(withDefaultModel(o)));
   detectorOptions(packedCacheOptions(modelOptions(program.command('chat'))))
     .description('ask a question, about an image, a video or neither; without a question, an interactive session')
     .argument('[question...]', 'the question (words are joined with spaces); omit for an interactive session')
@@ -163,7 +161,7 @@ export function buildProgram(): Command {
     .option('-q, --quiet', 'no progress on stderr')
     .action(async (words: string[], o) => {
       const question = words.length ? words.join(' ') : undefined;
-      await runChat(question, { ...o, model: o.model ?? defaultModel(o) });
+      await runChat(question, withDefaultModel(o));
     });
   packedCacheOptions(program.command('detect'))
     .description('find objects in an image with an OWLv2 detector: boxes, labels and scores, drawn to a PNG on request')
@@ -290,7 +288,7 @@ export function buildProgram(): Command {
     .option('--allow-local-files', 'let image_url be a file:// path on this machine')
     .option('--template <name>', 'prompt template (default: the model config\'s)')
     .option('-q, --quiet', 'no log lines on stderr')
-    .action(async (o) => (await import('./serve.js')).runServe({ ...o, model: o.model ?? defaultModel(o) }));
+    .action(async (o) => (await import('./serve.js')).runServe(withDefaultModel(o)));
   const benchNames = BENCHMARKS.map((b) => b.name).join(', ');
   const evalCmd = detectorOptions(packedCacheOptions(modelOptions(program.command('eval'))))
     // eval's own options come before `score` / `merge`, whose --out and --json are theirs.
@@ -324,8 +322,7 @@ export function buildProgram(): Command {
       if (!o.bench) throw new InputError(`give --bench NAME (${benchNames}), or a subcommand: score, merge`, '--bench');
       if (!o.data) throw new InputError('give --data FILE', '--data');
       if (!o.out) throw new InputError('give --out RUN_DIR (the run folder; a rerun with it continues)', '--out');
-      const anyModel = o.model || o.checkpoint || o.llm || o.visualEncoder || o.visualEncoderAux;
-      return (await import('./eval.js')).runEvalRun({ ...o, model: o.endpoint || anyModel ? o.model : BUNDLED_MODEL });
+      return (await import('./eval.js')).runEvalRun(o.endpoint ? o : withDefaultModel(o));
     });
   evalCmd.command('score')
     .description('score a predictions TSV (benchmark columns but image, plus prediction) against its benchmark TSV, the VLMEvalKit way')
@@ -353,11 +350,6 @@ export function buildProgram(): Command {
     .option('--json', 'print one JSON object')
     .action(async (runs: string[], o) => (await import('./eval.js')).runEvalMerge(runs, o));
   return program;
-}
-
-/** The bundled model when the user named no model parts at all. */
-function defaultModel(o: { checkpoint?: string; llm?: string; visualEncoder?: string; visualEncoderAux?: string }): string | undefined {
-  return o.checkpoint || o.llm || o.visualEncoder || o.visualEncoderAux ? undefined : BUNDLED_MODEL;
 }
 
 async function main(argv: string[]): Promise<void> {

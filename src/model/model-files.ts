@@ -18,6 +18,11 @@ const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '
 export const DEMO_MODEL = join(PACKAGE_ROOT, 'models', 'demo');
 /** The tiny random-weight reference fixture: the parity tests' model and `mgllava train`'s default start. */
 export const TINY_MODEL = join(PACKAGE_ROOT, 'fixtures', 'tiny', 'mgllava');
+/**
+ * The model chat, encode, serve, eval and MgLlava.load use when no model part is named: the tiny
+ * fixture until the demo model ships (docs/demo-model.md), then DEMO_MODEL.
+ */
+export const DEFAULT_MODEL = TINY_MODEL;
 
 export interface ModelSpec {
   /** Folder with mgllava_config.json (or the config file itself). */
@@ -73,8 +78,13 @@ const CONFIG_NAME = 'mgllava_config.json';
 const CHECKPOINT_NAMES = ['model.safetensors', 'model.safetensors.index.json'];
 
 /** Resolve every part's path; explicit flags override the config file's entries. */
+/** `spec`, or DEFAULT_MODEL in its `model` when it names no part at all. */
+export function withDefaultModel<T extends ModelSpec>(spec: T): T {
+  return spec.model || spec.checkpoint || spec.llm || spec.visualEncoder || spec.visualEncoderAux ? spec : { ...spec, model: DEFAULT_MODEL };
+}
+
 export function resolveModelFiles(spec: ModelSpec): ModelFiles {
-  if (!spec.model && !spec.checkpoint && !spec.llm && !spec.visualEncoder && !spec.visualEncoderAux) spec = { ...spec, model: TINY_MODEL };
+  spec = withDefaultModel(spec);
   let base: string | undefined;
   let cfg: Record<string, unknown> = {};
   let cfgPath = '';
