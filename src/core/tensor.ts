@@ -119,3 +119,16 @@ export function f32ToF16(src: Float32Array): Uint8Array {
   }
   return out;
 }
+
+/** f32 -> bfloat16 (the top 16 bits), round to nearest even, NaN kept quiet; little-endian bytes. */
+export function f32ToBf16(src: Float32Array): Uint8Array {
+  const u = new Uint32Array(src.buffer, src.byteOffset, src.length);
+  const out = new Uint8Array(src.length * 2);
+  for (let i = 0; i < u.length; i++) {
+    const x = u[i]!;
+    const r = (x & 0x7fffffff) > 0x7f800000 ? (x >>> 16) | 0x40 : (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
+    out[2 * i] = r & 0xff;
+    out[2 * i + 1] = (r >>> 8) & 0xff;
+  }
+  return out;
+}

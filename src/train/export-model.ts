@@ -14,7 +14,7 @@
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { InputError } from '../core/errors.js';
-import { f32ToF16 } from '../core/tensor.js';
+import { f32ToBf16, f32ToF16 } from '../core/tensor.js';
 import { resolveModelFiles } from '../model/model-files.js';
 import { encoderStores } from '../model/load-vision.js';
 import { llmWeights } from '../model/llm-weights.js';
@@ -93,16 +93,5 @@ function cast(name: string, store: WeightStore, dtype: ExportDType): TensorToWri
   if (!['F32', 'F16', 'BF16', 'F64'].includes(ref.dtype)) throw new InputError(`${store.path}: tensor ${name} is ${ref.dtype}; export writes float tensors`, store.path);
   const f = readF32(ref);
   if (dtype === 'F32') return { name, dtype, shape, data: f };
-  if (dtype === 'F16') return { name, dtype, shape, data: f32ToF16(f) };
-  // bf16: round to nearest even on the top 16 bits
-  const u = new Uint32Array(f.buffer, f.byteOffset, f.length);
-  const o = new Uint8Array(f.length * 2);
-  for (let i = 0; i < u.length; i++) {
-    const x = u[i]!;
-    const isNaN = (x & 0x7fffffff) > 0x7f800000;
-    const r = isNaN ? (x >>> 16) | 0x40 : (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
-    o[2 * i] = r & 0xff;
-    o[2 * i + 1] = (r >>> 8) & 0xff;
-  }
-  return { name, dtype, shape, data: o };
+  return { name, dtype, shape, data: dtype === 'F16' ? f32ToF16(f) : f32ToBf16(f) };
 }
