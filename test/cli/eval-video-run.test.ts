@@ -17,6 +17,7 @@ import { ROOT, TINY } from '../helpers/fixtures.js';
 import { assertOneLineError, mgllava } from '../helpers/cli.js';
 import { parseTsv } from '../../src/eval/tsv.js';
 import { longContextLlm } from '../helpers/long-context.js';
+import { startJudgeStandIn } from '../helpers/judge-stand-in.js';
 
 const VIDEO = join(ROOT, 'fixtures', 'video', 'synthetic_landscape.mkv');
 const FIXTURE_BOXES = join(ROOT, 'fixtures', 'video', 'video_boxes.json');
@@ -152,22 +153,10 @@ test('eval msvd_qa: the release\'s 8 frames (4.8k positions) on a longer-context
 });
 
 test('eval msvd_qa --judge-url: scored through the judge (a stand-in server), verdicts kept in the run folder and reused', async () => {
-  const asked: { auth: string | undefined; user: string }[] = [];
-  const server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (c: Buffer) => (body += c.toString()));
-    req.on('end', () => {
-      const b = JSON.parse(body) as { model: string; messages: { role: string; content: string }[] };
-      const user = b.messages[1]!.content;
-      asked.push({ auth: req.headers.authorization, user });
-      const yes = /Correct Answer: ball/.test(user);
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ id: 'x', object: 'chat.completion', created: 0, model: b.model, choices: [{ index: 0, message: { role: 'assistant', content: yes ? "{'pred': 'yes', 'score': 5}" : "{'pred': 'no', 'score': 2}" }, finish_reason: 'stop' }] }));
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const judge = await startJudgeStandIn((user) => (/Correct Answer: ball/.test(user) ? { pred: 'yes', score: 5 } : { pred: 'no', score: 2 }));
+  const asked = judge.asked;
   try {
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+    const url = judge.url;
     process.env.MGLLAVA_VIDEO_JUDGE_KEY = 'sk-video-judge';
     const out = join(dir, 'judged');
     const args = [...base(out), ...FILE2(), '--judge-url', url, '--judge-model', 'judge-x', '--judge-key-env', 'MGLLAVA_VIDEO_JUDGE_KEY', '--json'];
@@ -187,7 +176,7 @@ test('eval msvd_qa --judge-url: scored through the judge (a stand-in server), ve
     assert.equal(asked.length, 3, 'the rerun asks the judge nothing');
     assert.deepEqual([(JSON.parse(again.stdout) as RunJson).made, (JSON.parse(again.stdout) as RunJson).overall], [0, 1 / 3]);
   } finally {
-    await new Promise((r) => server.close(r));
+    await judge.close();
   }
 });
 

@@ -5,12 +5,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { ROOT } from '../helpers/fixtures.js';
 import { tempDir } from '../weights/torch-builders.js';
 import { assertOneLineError, mgllava } from '../helpers/cli.js';
+import { startJudgeStandIn } from '../helpers/judge-stand-in.js';
 
 const Q = join(ROOT, 'fixtures', 'eval', 'video', 'questions.json');
 const A = join(ROOT, 'fixtures', 'eval', 'video', 'answers.json');
@@ -25,22 +24,10 @@ function predictionsFile(dir: string): string {
 }
 
 test('eval score msvd_qa: the judge protocol through an OpenAI-compatible server, verdicts reused on rerun', async () => {
-  const asked: string[] = [];
-  const server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (c: Buffer) => (body += c.toString()));
-    req.on('end', () => {
-      const b = JSON.parse(body) as { model: string; messages: { role: string; content: string }[] };
-      const user = b.messages[1]!.content;
-      asked.push(user);
-      const yes = /Predicted Answer: it is/.test(user);
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ id: 'x', object: 'chat.completion', created: 0, model: b.model, choices: [{ index: 0, message: { role: 'assistant', content: yes ? "{'pred': 'yes', 'score': 4}" : "{'pred': 'no', 'score': 1}" }, finish_reason: 'stop' }] }));
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const judge = await startJudgeStandIn((user) => (/Predicted Answer: it is/.test(user) ? { pred: 'yes', score: 4 } : { pred: 'no', score: 1 }));
+  const asked = judge.asked;
   try {
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+    const url = judge.url;
     const dir = tempDir();
     const pred = predictionsFile(dir);
     process.env.MGLLAVA_JUDGE_KEY = 'sk-judge';
@@ -59,7 +46,7 @@ test('eval score msvd_qa: the judge protocol through an OpenAI-compatible server
     assert.equal(asked.length, 6);
     assert.equal((JSON.parse(again.stdout) as { overall: number }).overall, 0.5);
   } finally {
-    await new Promise((r) => server.close(r));
+    await judge.close();
   }
 });
 
