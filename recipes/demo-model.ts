@@ -104,8 +104,8 @@ function mgllava(args: string[]): void {
   if (r.status !== 0) fail(`mgllava ${args[0]} exited with ${r.status ?? r.signal}`);
 }
 
-/** Run `make(tmp)` into `dir` unless it exists (then the step is done). */
-function step(dir: string, what: string, make: (tmp: string) => void): void {
+/** Run `make(dir)` unless `dir` exists (then the step is done; each maker writes its folder atomically). */
+function step(dir: string, what: string, make: (dir: string) => void): void {
   if (existsSync(dir)) {
     process.stderr.write(`${what}: done before (${dir})\n`);
     return;
@@ -121,12 +121,9 @@ export function demoCorpus(template = 'vicuna'): string[] {
   return [...synthCorpus(), ...parts];
 }
 
-export function variantSpec(v: Variant): { spec: NewModelSpec; config: Record<string, unknown>; boxes: boolean } {
-  return {
-    spec: DEMO_SPEC,
-    config: v === 'mg' ? {} : { fusion: false },
-    boxes: v !== 'clip',
-  };
+/** What a variant changes: its mgllava_config.json entries and whether it gets object boxes (the architecture is DEMO_SPEC for all). */
+export function variantSpec(v: Variant): { config: Record<string, unknown>; boxes: boolean } {
+  return { config: v === 'mg' ? {} : { fusion: false }, boxes: v !== 'clip' };
 }
 
 /**
@@ -190,8 +187,8 @@ async function main(): Promise<void> {
   const v = variantSpec(a.variant);
   const init = join(run, 'init');
   step(init, 'a new model', (dir) => {
-    const tok = buildWordBpe(demoCorpus(v.spec.promptTemplate));
-    writeNewModel(dir, v.spec, { tokenizer: tok.tokenizer, tokenizerConfig: tok.config, vocabSize: tok.vocabSize }, a.seed);
+    const tok = buildWordBpe(demoCorpus(DEMO_SPEC.promptTemplate));
+    writeNewModel(dir, DEMO_SPEC, { tokenizer: tok.tokenizer, tokenizerConfig: tok.config, vocabSize: tok.vocabSize }, a.seed);
     const cfgPath = join(dir, 'mgllava_config.json');
     const cfg = JSON.parse(readFileSync(cfgPath, 'utf8')) as Record<string, unknown>;
     writeFileSync(cfgPath, JSON.stringify({ ...cfg, ...v.config, system_prompt: false }, null, 1) + '\n');
