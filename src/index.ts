@@ -12,7 +12,7 @@ export { getTemplate, buildPrompt, TEMPLATE_NAMES } from './tokenizer/templates.
 export type { PromptTemplate } from './tokenizer/templates.js';
 export { decodeImage } from './preprocess/decode.js';
 export type { RgbImage } from './preprocess/image.js';
-export { parseBoxJson, prepareBoxes } from './preprocess/boxes.js';
+export { parseBoxJson, detectionsFromObject, prepareBoxes } from './preprocess/boxes.js';
 export type { Detections, BoxOptions } from './preprocess/boxes.js';
 export { readBoxFile } from './preprocess/box-file.js';
 export { InputError } from './core/errors.js';

@@ -19,7 +19,7 @@ export async function runSynth(a: SynthArgs, write: (s: string) => void = (s) =>
   process.once('SIGTERM', stop);
   try {
     const r = await writeSynth({
-      out: a.out, images: a.images, seed: a.seed, questions: a.questions, format: a.format, evalImages: a.evalImages, quality: a.quality, signal: ac.signal,
+      out: a.out, images: a.images, seed: a.seed, questions: a.questions, format: a.format, evalImages: a.evalImages, quality: a.quality, maxObjects: a.maxObjects, types: a.types, signal: ac.signal,
       onProgress: (p, done, total) => {
         if (state.phase !== p && state.phase) bars[state.phase].end(true);
         state.phase = p;

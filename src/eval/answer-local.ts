@@ -20,7 +20,7 @@ import { toDetections } from '../detect/owlv2.js';
 import { MgLlava, type DetectionSettings } from '../model/mg-llava.js';
 import { resolveModelFiles, type ModelSpec } from '../model/model-files.js';
 import { entryDetections } from '../preprocess/box-index.js';
-import { parseBoxJson, type Detections } from '../preprocess/boxes.js';
+import { detectionsFromObject, type Detections } from '../preprocess/boxes.js';
 import { decodeImage } from '../preprocess/decode.js';
 import type { RgbImage } from '../preprocess/image.js';
 import type { MediaRef } from './dataset.js';
@@ -163,7 +163,7 @@ export class LocalAnswerer implements Answerer {
       this.detections.append(d);
       this.detected.set(key, d);
     }
-    return parseBoxJson(JSON.stringify(d), join(this.o.runDir, DETECTIONS_FILE));
+    return detectionsFromObject(d, join(this.o.runDir, DETECTIONS_FILE));
   }
 
   /**
@@ -187,7 +187,7 @@ export class LocalAnswerer implements Answerer {
       this.detectedVideos.set(stem, d);
     }
     const where = join(this.o.runDir, DETECTIONS_FILE);
-    return { video: frames, boxes: d.frames.map((f, j) => parseBoxJson(JSON.stringify(f), `${where} (video ${stem}, frame ${j})`)) };
+    return { video: frames, boxes: d.frames.map((f, j) => detectionsFromObject(f, `${where} (video ${stem}, frame ${j})`)) };
   }
 
   private async answerVideo(item: EvalItem, path: string): Promise<string> {

@@ -83,6 +83,14 @@ export function parseBoxJson(text: string, name: string): Detections {
   } catch (e) {
     throw new InputError(`${name}: not valid JSON (${(e as Error).message})`, name);
   }
+  return detectionsFromObject(doc, name);
+}
+
+/**
+ * The same for a value already parsed: {boxes: [[x0,y0,x1,y1], ...], labels, scores} -> Detections
+ * (flat float64 boxes), checked the same way. `name` says where the value came from in errors.
+ */
+export function detectionsFromObject(doc: unknown, name: string): Detections {
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
     throw new InputError(`${name}: expected an object with "boxes", "labels" and "scores"`, name);
   }
@@ -259,11 +267,35 @@ export function toCropSpace(set: BoxSet, geom: BoxGeometry): PreparedBoxes {
 
 /** The whole pipeline: parsed detections in original-image pixels -> boxes for RoIAlign. */
 export function prepareBoxes(raw: Detections, geom: BoxGeometry, opts: BoxOptions = {}): PreparedBoxes {
+  checkDetections(raw);
   const limit = opts.limit === undefined ? DEFAULT_BOX_LIMIT : opts.limit;
   let set = shiftBoxes(raw, geom.padX, geom.padY);
   set = nmsPerLabel(set, opts.iouThreshold ?? DEFAULT_IOU_THRESHOLD);
   if (limit !== null) set = capPerLabel(set, limit, opts.perLabel ?? releasePerLabel(limit));
   return toCropSpace(set, geom);
+}
+
+/**
+ * Detections handed in through the library (plain JavaScript can pass anything): flat boxes, 4
+ * finite numbers per label, one score per label. Nested [[x0, y0, x1, y1], ...] boxes would read
+ * as NaN and give object tokens of nothing, so they are refused with the way to convert them.
+ */
+function checkDetections(raw: Detections): void {
+  const n = raw.labels?.length;
+  const flat = raw.boxes as unknown as ArrayLike<unknown> | undefined;
+  if (n === undefined || flat === undefined || typeof flat.length !== 'number') {
+    throw new InputError('detections: expected {boxes, labels, scores}');
+  }
+  if (n > 0 && Array.isArray(flat[0])) {
+    throw new InputError('detections: "boxes" must be flat (x0, y0, x1, y1 per box), not a list of boxes; detectionsFromObject() converts the JSON form');
+  }
+  if (flat.length !== 4 * n || (raw.scores?.length ?? -1) !== n) {
+    throw new InputError(`detections: ${n} labels need ${4 * n} box numbers and ${n} scores, got ${flat.length} and ${raw.scores?.length ?? 'none'}`);
+  }
+  for (let i = 0; i < flat.length; i++) {
+    const v = flat[i];
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new InputError(`detections: box number ${i} is not a finite number: ${String(v)}`);
+  }
 }
 
 function select(set: BoxSet, idx: readonly number[]): BoxSet {

@@ -15,7 +15,7 @@
 // pixels); frames: frames sampled (np.linspace, default 8); pad: pad_image_to_square (default true).
 
 import { InputError } from '../core/errors.js';
-import { parseBoxJson, type Detections } from '../preprocess/boxes.js';
+import { detectionsFromObject, type Detections } from '../preprocess/boxes.js';
 import { badRequest } from './errors.js';
 
 export interface JobGeneration {
@@ -146,7 +146,7 @@ function parseVideoBoxes(v: unknown): Detections[] {
   if (!Array.isArray(v) || v.length === 0) throw badRequest("'mgllava.video_boxes' must be a non-empty list of {boxes, labels, scores}, one per sampled frame", 'mgllava.video_boxes');
   return v.map((f: unknown, j) => {
     try {
-      return parseBoxJson(JSON.stringify(f), `mgllava.video_boxes[${j}]`);
+      return detectionsFromObject(f, `mgllava.video_boxes[${j}]`);
     } catch (e) {
       if (e instanceof InputError) throw badRequest(e.message, 'mgllava.video_boxes');
       throw e;
@@ -160,7 +160,7 @@ function parseExtension(v: unknown, visual: 'image' | 'video' | null): Pick<Chat
   let boxes: Detections | undefined;
   if (v['boxes'] !== undefined) {
     try {
-      boxes = parseBoxJson(JSON.stringify(v['boxes']), 'mgllava.boxes');
+      boxes = detectionsFromObject(v['boxes'], 'mgllava.boxes');
     } catch (e) {
       if (e instanceof InputError) throw badRequest(e.message, 'mgllava.boxes');
       throw e;

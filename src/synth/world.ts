@@ -82,8 +82,10 @@ export function centreOf(o: SynthObject): [number, number] {
 }
 
 export interface SceneOptions {
-  /** number of objects (default: uniform in 1..6) */
+  /** number of objects (default: uniform in 1..maxObjects) */
   objects?: number;
+  /** the most objects when `objects` is not given (default 6): a curriculum's easy scenes */
+  maxObjects?: number;
 }
 
 /** A random scene, as the rules above say. */
@@ -91,12 +93,14 @@ export function generateScene(rng: Rng, o: SceneOptions = {}): Scene {
   if (o.objects !== undefined && (!Number.isInteger(o.objects) || o.objects < 1 || o.objects > MAX_OBJECTS)) {
     throw new RangeError(`objects must be an integer in [1, ${MAX_OBJECTS}], got ${o.objects}`);
   }
+  const most = o.maxObjects ?? MAX_OBJECTS;
+  if (!Number.isInteger(most) || most < 1 || most > MAX_OBJECTS) throw new RangeError(`maxObjects must be an integer in [1, ${MAX_OBJECTS}], got ${most}`);
   const width = uniformInt(rng, IMAGE_RANGE[0], IMAGE_RANGE[1]);
   const height = uniformInt(rng, IMAGE_RANGE[0], IMAGE_RANGE[1]);
   const background: [number, number, number] = [0, 0, 0].map(() => uniformInt(rng, BACKGROUND_RANGE[0], BACKGROUND_RANGE[1])) as [number, number, number];
   const noiseSeed = rng.nextU32();
   for (;;) {
-    const n = o.objects ?? uniformInt(rng, 1, MAX_OBJECTS);
+    const n = o.objects ?? uniformInt(rng, 1, most);
     const objects: SynthObject[] = [];
     let failed = false;
     for (let i = 0; i < n && !failed; i++) {

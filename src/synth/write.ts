@@ -24,8 +24,8 @@ import { circularExpand } from '../eval/mcq.js';
 import { formatTsvQuoteAll, TsvTable, type Cell, type ColumnKind } from '../eval/tsv.js';
 import { Rng, shuffleInPlace } from '../train/rng.js';
 import { MCQ_INSTRUCTION, SHORT_ANSWER, YES_NO } from '../eval/prompts.js';
-import { ALL_KINDS, CAPTION_PROMPT, SHAPE_DISTRACTOR, applicableTypes, popeQuestion, questionOfType, questionsFor, type Question, type QuestionType } from './questions.js';
-import { COLOURS, SHAPES, boxEntry, caption, generateScene, pick, renderScene, type Scene } from './world.js';
+import { ALL_KINDS, CAPTION_PROMPT, QUESTION_TYPES, SHAPE_DISTRACTOR, applicableTypes, popeQuestion, questionOfType, questionsFor, type Question, type QuestionType } from './questions.js';
+import { COLOURS, MAX_OBJECTS, SHAPES, boxEntry, caption, generateScene, pick, renderScene, type Scene } from './world.js';
 
 export type SynthFormat = 'jpg' | 'png';
 
@@ -41,6 +41,13 @@ export interface SynthOptions {
   evalImages?: number;
   /** JPEG quality (default 92) */
   quality?: number;
+  /** objects per image uniform in 1..maxObjects (default 6, the world's rule), for every image */
+  maxObjects?: number;
+  /**
+   * stage-2 question types (default: every type); an image none of them applies to (left_of with
+   * one object) has no stage-2 sample. Evaluation sets keep every type.
+   */
+  types?: readonly QuestionType[];
   /** stop between images (Ctrl-C): the partial folder is removed and an InputError thrown */
   signal?: AbortSignal;
   /** called after each image (phase "train" or "eval") */
@@ -79,7 +86,12 @@ function check(o: SynthOptions): Required<Omit<SynthOptions, 'onProgress' | 'sig
   if (!isCount(evalImages) || evalImages > MAX_EVAL_IMAGES) throw new InputError(`--eval-images: expected an integer in [0, ${MAX_EVAL_IMAGES}], got ${evalImages}`, '--eval-images');
   const quality = o.quality ?? 92;
   if (!Number.isInteger(quality) || quality < 1 || quality > 100) throw new InputError(`--quality: expected an integer in [1, 100], got ${quality}`, '--quality');
-  return { out: o.out, images: o.images, seed: o.seed, questions, format, evalImages, quality };
+  const maxObjects = o.maxObjects ?? MAX_OBJECTS;
+  if (!Number.isInteger(maxObjects) || maxObjects < 1 || maxObjects > MAX_OBJECTS) throw new InputError(`--max-objects: expected an integer in [1, ${MAX_OBJECTS}], got ${maxObjects}`, '--max-objects');
+  const types = o.types ?? QUESTION_TYPES;
+  const unknown = types.find((t) => !QUESTION_TYPES.includes(t));
+  if (types.length === 0 || unknown !== undefined) throw new InputError(`--types: expected some of ${QUESTION_TYPES.join(', ')}, got ${JSON.stringify(unknown ?? '')}`, '--types');
+  return { out: o.out, images: o.images, seed: o.seed, questions, format, evalImages, quality, maxObjects, types };
 }
 
 /** The encoded image of a scene (JPEG or PNG bytes; deterministic). */
@@ -203,8 +215,8 @@ export async function writeSynth(opts: SynthOptions): Promise<SynthSummary> {
       interrupted();
       const id = String(i).padStart(width, '0');
       const rng = Rng.seeded(o.seed, i);
-      const scene = generateScene(rng);
-      const questions = questionsFor(scene, rng, o.questions);
+      const scene = generateScene(rng, { maxObjects: o.maxObjects });
+      const questions = questionsFor(scene, rng, o.questions, { types: o.types });
       const turns = questions.map((q) => stage2Turn(q, rng));
       const bytes = await encodeScene(scene, o.format, o.quality);
       writeFileSync(join(tmp, 'images', `${id}.${ext}`), bytes);
@@ -216,7 +228,7 @@ export async function writeSynth(opts: SynthOptions): Promise<SynthSummary> {
       id: t.id, image: image(t.id),
       conversations: [{ from: 'human', value: `<image>\n${CAPTION_PROMPT}` }, { from: 'gpt', value: caption(t.scene) }],
     }))));
-    writeFileSync(join(tmp, 'stage2.json'), jsonList(train.map((t) => ({
+    writeFileSync(join(tmp, 'stage2.json'), jsonList(train.filter((t) => t.turns.length > 0).map((t) => ({
       id: t.id, image: image(t.id),
       conversations: t.turns.flatMap((q, j) => [{ from: 'human', value: j === 0 ? `<image>\n${q.prompt}` : q.prompt }, { from: 'gpt', value: q.answer }]),
     }))));
@@ -230,7 +242,7 @@ export async function writeSynth(opts: SynthOptions): Promise<SynthSummary> {
       const evals = await pool(o.evalImages, IN_FLIGHT, async (j) => {
         interrupted();
         const rng = Rng.seeded(o.seed, EVAL_STREAM + j);
-        const scene = generateScene(rng);
+        const scene = generateScene(rng, { maxObjects: o.maxObjects });
         const bytes = await encodeScene(scene, o.format, o.quality);
         return { id: `e${String(j).padStart(ewidth, '0')}`, scene, rng, b64: bytes.toString('base64') };
       }, (d) => opts.onProgress?.('eval', d, o.evalImages));

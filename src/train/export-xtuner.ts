@@ -13,7 +13,7 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, rmdirSync, statSync, writeFileSync, readdirSync, mkdtempSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { InputError } from '../core/errors.js';
-import { parseBoxJson } from '../preprocess/boxes.js';
+import { detectionsFromObject } from '../preprocess/boxes.js';
 import { indexBoxEntries } from '../preprocess/box-index.js';
 import { TEMPLATE_NAMES } from '../tokenizer/templates.js';
 
@@ -267,7 +267,7 @@ function convertData(o: XtunerExportOptions, imageFolder: string) {
         if (boxIndex) {
           const entry = boxIndex.get(id);
           if (entry === undefined) throw new InputError(`${boxPath}: sample ${id}: no box entry with this id`, boxPath);
-          parseBoxJson(JSON.stringify(entry), `${boxPath}: sample ${id}`);
+          detectionsFromObject(entry, `${boxPath}: sample ${id}`);
           const e = entry as Record<string, unknown>;
           boxes.push({ id, boxes: e['boxes'], labels: e['labels'], scores: e['scores'] });
         } else {

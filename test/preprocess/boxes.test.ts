@@ -11,6 +11,7 @@ import {
   Detections,
   capPerLabel,
   nmsPerLabel,
+  detectionsFromObject,
   parseBoxJson,
   prepareBoxes,
   releasePerLabel,
@@ -185,9 +186,26 @@ test('box JSON validation names the file and the problem', async () => {
   const ok = parseBoxJson('{"boxes": [[1.5, 2, 3, 4]], "labels": ["cat"], "scores": [0.25]}', 'dets.json');
   assert.deepEqual([...ok.boxes], [1.5, 2, 3, 4]);
 
+  const parsed = detectionsFromObject({ boxes: [[1.5, 2, 3, 4]], labels: ['cat'], scores: [0.25] }, 'request');
+  assert.deepEqual([...parsed.boxes], [1.5, 2, 3, 4]);
+  assert.throws(() => detectionsFromObject({ boxes: [[0, 0, 1]], labels: ['a'], scores: [1] }, 'request'), /^InputError: request: boxes\[0\] must be/);
+
   const missing = join(dir, 'missing.json');
   await assert.rejects(readBoxFile(missing), (e: unknown) => e instanceof InputError && e.subject === missing && /no such file/.test(e.message));
   const bad = join(dir, 'bad.json');
   await writeFile(bad, '{"boxes": 1}');
   await assert.rejects(readBoxFile(bad), (e: unknown) => e instanceof InputError && e.message.startsWith(`${bad}: `));
+});
+
+test('prepareBoxes refuses detections that would pool nothing (nested, short, not finite)', () => {
+  const refuse = (d: unknown, re: RegExp) =>
+    assert.throws(() => prepareBoxes(d as Detections, B_GEOM), (e: unknown) => e instanceof InputError && re.test(e.message));
+  // The JSON form handed straight in: every coordinate would read as NaN.
+  refuse({ boxes: [[0, 0, 10, 10]], labels: ['a'], scores: [1] }, /must be flat.*detectionsFromObject/);
+  refuse({ boxes: new Float64Array(3), labels: ['a'], scores: new Float64Array(1) }, /1 labels need 4 box numbers and 1 scores, got 3 and 1/);
+  refuse({ boxes: Float64Array.from([0, 0, NaN, 1]), labels: ['a'], scores: new Float64Array(1) }, /box number 2 is not a finite number/);
+  refuse({ boxes: new Float64Array(4), labels: ['a'] }, /got 4 and none/);
+  // A plain number array of the right length is fine.
+  const ok = prepareBoxes({ boxes: [0, 0, 10, 10] as unknown as Float64Array, labels: ['a'], scores: [1] as unknown as Float64Array }, B_GEOM);
+  assert.equal(ok.labels.length, 1);
 });

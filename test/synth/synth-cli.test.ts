@@ -53,6 +53,22 @@ test('writeSynth: the same seed gives the same bytes in every file; another seed
   assert.ok(!existsSync(`${a}.tmp-${process.pid}`));
 });
 
+test('mgllava synth --max-objects --types: a curriculum set (one-object scenes, chosen stage-2 types)', async () => {
+  const d = join(root, 'cur');
+  const r = await mgllava(['synth', '--out', d, '--images', '6', '--seed', '2', '--questions', '4', '--max-objects', '1', '--types', 'exists,colour', '--eval-images', '0', '-q']);
+  assert.equal(r.code, 0, r.stderr);
+  const boxes = JSON.parse(readFileSync(join(d, 'boxes.json'), 'utf8')) as { labels: string[] }[];
+  assert.ok(boxes.every((b) => b.labels.length === 1));
+  const scenes = readFileSync(join(d, 'scenes.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { questions: { type: string }[] });
+  const types = new Set(scenes.flatMap((s) => s.questions.map((q) => q.type)));
+  assert.deepEqual([...types].sort(), ['colour', 'exists']);
+  // left_of needs two objects: no image has a stage-2 sample, so stage2.json is an empty list.
+  const e = join(root, 'cur-empty');
+  await writeSynth({ out: e, images: 3, seed: 2, maxObjects: 1, types: ['left_of'], evalImages: 0 });
+  assert.deepEqual(JSON.parse(readFileSync(join(e, 'stage2.json'), 'utf8')), []);
+  assertOneLineError(await mgllava(['synth', '--out', join(root, 'x'), '--images', '2', '--types', 'exists,size']), /--types.*got "size"/);
+});
+
 test('mgllava synth: files, formats, trainer-readable data, eval TSVs scored 100% with their own answers', async () => {
   const out = join(root, 'cli');
   const r = await mgllava(['synth', '--out', out, '--images', '5', '--seed', '3', '--questions', '4', '--eval-images', '3', '-q']);
@@ -153,6 +169,7 @@ test('mgllava synth: bad arguments and an existing --out are one-line errors; no
   assertOneLineError(await mgllava(['synth', '--out', join(root, 'x'), '--images', '-3']), /--images/);
   assertOneLineError(await mgllava(['synth', '--out', join(root, 'x'), '--images', '2', '--format', 'gif']), /--format.*jpg, png/);
   assertOneLineError(await mgllava(['synth', '--images', '2']), /--out/);
+  assertOneLineError(await mgllava(['synth', '--out', join(root, 'x'), '--images', '2', '--max-objects', '9']), /--max-objects.*\[1, 6\]/);
   assertOneLineError(await mgllava(['synth', '--out', root, '--images', '2']), /already exists/);
   assertOneLineError(await mgllava(['synth', '--out', join(root, 'no', 'such'), '--images', '2']), /parent folder/);
   assert.ok(!existsSync(join(root, 'x')));

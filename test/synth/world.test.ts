@@ -47,6 +47,15 @@ test('scenes: sizes, colours, counts, boxes wholly inside and at least 4 px apar
   assert.notDeepEqual(generateScene(Rng.seeded(3, 4)), generateScene(Rng.seeded(4, 4)));
 });
 
+test('scenes: maxObjects bounds the uniform object count (a curriculum\'s easy scenes); bad values refused', () => {
+  const seen = new Set<number>();
+  for (let i = 0; i < 200; i++) seen.add(generateScene(Rng.seeded(7, i), { maxObjects: 2 }).objects.length);
+  assert.deepEqual([...seen].sort(), [1, 2]);
+  for (let i = 0; i < 20; i++) assert.equal(generateScene(Rng.seeded(7, i), { maxObjects: 1 }).objects.length, 1);
+  assert.throws(() => generateScene(Rng.seeded(7, 0), { maxObjects: 7 }), /maxObjects must be an integer in \[1, 6\]/);
+  assert.throws(() => generateScene(Rng.seeded(7, 0), { maxObjects: 0 }), /maxObjects/);
+});
+
 /** The answer and the "small" flag recomputed from the question text and the objects. */
 function recompute(q: Question, s: Scene): { answer: string; small: boolean; type: string } {
   const objs = s.objects;
