@@ -48,13 +48,38 @@ export const DEMO_SPEC: NewModelSpec = {
 export const DATA = { trainImages: 12000, heldoutImages: 500, questions: 6, heldoutSeeds: [2000, 3000] };
 
 /**
- * The schedules: one run with every part learning (docs/demo-model.md says how it was chosen).
- * `demo` trains the shipped model; `ablation` is the shorter run each ablation variant and seed
- * gets (docs/ablation.md), evaluated on the first held-out seed's VQA and POPE sets.
+ * Phase 2, the question curriculum, encoders frozen: each step its own `mgllava synth` set (a
+ * seed no other set uses; every image seen once) and its own `mgllava train` run from the last.
+ * Existence on one-object scenes first (comparing the question's words with the one object),
+ * then every type on scenes of at most two objects (choosing among them), then the whole world.
+ * docs/demo-model.md says why: on the whole world from the start, the answers stay at their
+ * priors.
+ */
+export interface CurriculumStep {
+  name: string;
+  images: number;
+  seed: number;
+  maxObjects: number;
+  types?: readonly QuestionType[];
+  questions: number;
+  steps: number;
+  schedule: 'constant' | 'cosine';
+}
+export const CURRICULUM: readonly CurriculumStep[] = [
+  { name: 'cur-exists', images: 6400, seed: 6100, maxObjects: 1, types: ['exists'], questions: 2, steps: 800, schedule: 'constant' },
+  { name: 'cur-two', images: 4000, seed: 6200, maxObjects: 2, questions: 16, steps: 500, schedule: 'constant' },
+  { name: 'cur-all', images: 9600, seed: 6300, maxObjects: 6, questions: 16, steps: 1200, schedule: 'cosine' },
+];
+
+/**
+ * The schedules. Phase 1: captions and questions of the 12,000 training images, every part
+ * learning; phase 2: the curriculum above at `curriculumLr`. `demo` trains the shipped model;
+ * `ablation` is the run each ablation variant and seed gets (docs/ablation.md), evaluated on the
+ * first held-out seed's VQA and POPE sets.
  */
 export const SCHEDULES = {
-  demo: { steps: 6000, qaSteps: 1500, batchSize: 8, lr: 3e-4, qaLr: 2e-4, warmupRatio: 0.03, saveEvery: 500, heldout: [2000], benches: ['gqa', 'mmbench', 'pope'] },
-  ablation: { steps: 3000, qaSteps: 750, batchSize: 8, lr: 3e-4, qaLr: 2e-4, warmupRatio: 0.03, saveEvery: 500, heldout: [2000], benches: ['gqa', 'pope'] },
+  demo: { steps: 6000, batchSize: 8, lr: 3e-4, curriculumLr: 3e-4, warmupRatio: 0.03, curriculumWarmup: 0.02, saveEvery: 500, heldout: [2000], benches: ['gqa', 'mmbench', 'pope'] },
+  ablation: { steps: 3000, batchSize: 8, lr: 3e-4, curriculumLr: 3e-4, warmupRatio: 0.03, curriculumWarmup: 0.02, saveEvery: 500, heldout: [2000], benches: ['gqa', 'pope'] },
 } as const;
 export type ScheduleName = keyof typeof SCHEDULES;
 
@@ -195,33 +220,60 @@ async function main(): Promise<void> {
   });
   const trained = join(run, 'trained');
   const ckpt = join(run, 'checkpoint');
-  const qaCkpt = join(run, 'checkpoint-qa');
   const trainable = a.variant === 'clip' ? 'visual_encoder.*' : 'visual_encoder.*,visual_encoder_aux.*';
+  interface Phase { out: string; model: string; data: string; boxes: string; steps: number; lr: number; warmup: number; schedule: 'constant' | 'cosine'; trainable?: string }
   /** One `mgllava train` run into `out`, resumed from its last save, skipped when complete. */
-  const phase = (what: string, out: string, model: string, dataFile: string, boxFile: string, steps: number, lr: number) => {
-    const state = join(out, 'trainer_state.json');
-    const done = existsSync(state) && (JSON.parse(readFileSync(state, 'utf8')) as { iteration: number }).iteration >= steps;
+  const phase = (what: string, p: Phase) => {
+    const state = join(p.out, 'trainer_state.json');
+    const done = existsSync(state) && (JSON.parse(readFileSync(state, 'utf8')) as { iteration: number }).iteration >= p.steps;
     if (done) {
-      process.stderr.write(`${what}: done before (${out})\n`);
+      process.stderr.write(`${what}: done before (${p.out})\n`);
       return;
     }
     process.stderr.write(`${what} ...\n`);
     mgllava([
-      'train', '--model', model, '--stage', '2', '--trainable', trainable,
-      '--data', dataFile, ...(v.boxes ? ['--boxes', boxFile] : []),
-      '--out', out, '--max-steps', String(steps), '--batch-size', String(s.batchSize), '--lr', String(lr),
-      '--warmup-ratio', String(s.warmupRatio), '--seed', String(a.seed), '--save-every', String(s.saveEvery),
+      'train', '--model', p.model, '--stage', '2', ...(p.trainable ? ['--trainable', p.trainable] : []),
+      '--data', p.data, ...(v.boxes ? ['--boxes', p.boxes] : []),
+      '--out', p.out, '--max-steps', String(p.steps), '--batch-size', String(s.batchSize), '--lr', String(p.lr),
+      '--lr-schedule', p.schedule, '--warmup-ratio', String(p.warmup), '--seed', String(a.seed), '--save-every', String(s.saveEvery),
       ...(a.threads ? ['--threads', String(a.threads)] : []),
       // one JSON line per iteration on stdout (the progress bar needs a terminal)
       ...(process.stderr.isTTY ? [] : ['--json']),
-      ...(existsSync(state) ? ['--resume', out] : []),
+      ...(existsSync(state) ? ['--resume', p.out] : []),
     ]);
   };
   if (!existsSync(trained)) {
-    // phase 1: captions and questions of every image; phase 2: the questions alone
-    phase('training, phase 1 (captions and questions; every part learns)', ckpt, init, mixed, join(data, 'train', 'mixed-boxes.json'), s.steps, s.lr);
-    phase('training, phase 2 (questions; every part learns)', qaCkpt, ckpt, join(data, 'train', 'stage2.json'), join(data, 'train', 'boxes.json'), s.qaSteps, s.qaLr);
-    exportModel(qaCkpt, trained, { dtype: 'F16' });
+    // phase 1: captions and questions of every image, every part learning
+    phase('training, phase 1 (captions and questions; every part learns)', {
+      out: ckpt, model: init, data: mixed, boxes: join(data, 'train', 'mixed-boxes.json'),
+      steps: s.steps, lr: s.lr, warmup: s.warmupRatio, schedule: 'cosine', trainable,
+    });
+    // phase 2: the question curriculum, encoders frozen
+    let last = ckpt;
+    for (const c of CURRICULUM) {
+      const set = join(data, c.name);
+      step(set, `curriculum data ${c.name}`, (dir) => {
+        mgllava([
+          'synth', '--out', dir, '--images', String(c.images), '--seed', String(c.seed), '--questions', String(c.questions),
+          '--max-objects', String(c.maxObjects), ...(c.types ? ['--types', c.types.join(',')] : []), '--eval-images', '0',
+        ]);
+      });
+      const out = join(run, `checkpoint-${c.name}`);
+      phase(`training, phase 2: ${c.name} (questions; encoders frozen)`, {
+        out, model: last, data: join(set, 'stage2.json'), boxes: join(set, 'boxes.json'),
+        steps: c.steps, lr: s.curriculumLr, warmup: s.curriculumWarmup, schedule: c.schedule,
+      });
+      last = out;
+    }
+    exportModel(last, trained, { dtype: 'F16' });
+    // What made these weights, phase by phase (the checkpoint's own "trained" names the last only).
+    const cfgPath = join(trained, 'mgllava_config.json');
+    const cfg = JSON.parse(readFileSync(cfgPath, 'utf8')) as Record<string, unknown>;
+    const phases = [
+      { phase: 'captions and questions', data: 'train (seed 1000)', iterations: s.steps, frozen: [] as string[] },
+      ...CURRICULUM.map((c) => ({ phase: `questions: ${c.name}`, data: `${c.name} (seed ${c.seed})`, iterations: c.steps, frozen: ['visual_encoder', 'visual_encoder_aux'] })),
+    ];
+    writeFileSync(cfgPath, JSON.stringify({ ...cfg, recipe: { script: 'recipes/demo-model.ts', schedule: a.schedule, variant: a.variant, seed: a.seed, phases } }, null, 1) + '\n');
   }
   const examples = join(trained, 'examples');
   if (!existsSync(examples)) await writeExamples(examples);

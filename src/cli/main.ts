@@ -95,7 +95,7 @@ function blockSize(v: string): number {
   return n;
 }
 
-function modelOptions(cmd: Command, dflt = 'the bundled tiny model'): Command {
+function modelOptions(cmd: Command, dflt = 'the bundled demo model, models/demo (it knows only the shapes world of mgllava synth)'): Command {
   return cmd
     .option('--model <dir>', `model folder with mgllava_config.json (default: ${dflt})`)
     .option('--checkpoint <file>', 'MG-LLaVA checkpoint (.pth or .safetensors), release layout')

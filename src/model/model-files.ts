@@ -19,10 +19,10 @@ export const DEMO_MODEL = join(PACKAGE_ROOT, 'models', 'demo');
 /** The tiny random-weight reference fixture: the parity tests' model and `mgllava train`'s default start. */
 export const TINY_MODEL = join(PACKAGE_ROOT, 'fixtures', 'tiny', 'mgllava');
 /**
- * The model chat, encode, serve, eval and MgLlava.load use when no model part is named: the tiny
- * fixture until the demo model ships (docs/demo-model.md), then DEMO_MODEL.
+ * The model chat, encode, serve, eval and MgLlava.load use when no model part is named: the demo
+ * model (docs/demo-model.md). Training starts from TINY_MODEL unless told otherwise.
  */
-export const DEFAULT_MODEL = TINY_MODEL;
+export const DEFAULT_MODEL = DEMO_MODEL;
 
 export interface ModelSpec {
   /** Folder with mgllava_config.json (or the config file itself). */

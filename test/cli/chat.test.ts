@@ -67,7 +67,7 @@ test('chat through the .pth checkpoint and a visual-token cache from encode give
 });
 
 test('streamed text equals the JSON text; text-only questions work', async () => {
-  const args = ['chat', '--max-new-tokens', '8', '--temperature', '0', '-q'];
+  const args = ['chat', '--model', join(TINY, 'mgllava'), '--max-new-tokens', '8', '--temperature', '0', '-q'];
   const j = JSON.parse((await mgllava([...args, '--json', 'Hello there'])).stdout) as ChatJson;
   const s = await mgllava([...args, 'Hello there']);
   assert.equal(s.code, 0, s.stderr);

@@ -117,7 +117,7 @@ test('eval: two shards merged equal one run (predictions file and score)', async
 test('eval: a run folder refuses another prompt style, generation length or shard', async () => {
   const dir = await wholeRun();
   assertOneLineError(await mgllava(['eval', '--bench', 'mmbench', '--data', DATA, '--out', dir, ...FAST, '--prompt-style', 'vlmevalkit']), /holds another run \(promptStyle: release vs vlmevalkit\)/);
-  assertOneLineError(await mgllava(['eval', '--bench', 'mmbench', '--data', DATA, '--out', dir, '--no-boxes', '--max-new-tokens', '4']), /holds another run \(maxNewTokens: 3 vs 4\)/);
+  assertOneLineError(await mgllava(['eval', '--bench', 'mmbench', '--data', DATA, '--out', dir, '--model', join(ROOT, 'fixtures', 'tiny', 'mgllava'), '--no-boxes', '--max-new-tokens', '4']), /holds another run \(maxNewTokens: 3 vs 4\)/);
   assertOneLineError(await mgllava(['eval', '--bench', 'mmbench', '--data', DATA, '--out', dir, ...FAST, '--shard', '1/3']), /holds another run \(shard/);
 });
 

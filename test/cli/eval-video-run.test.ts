@@ -61,7 +61,9 @@ after(() => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-const base = (out: string, answers = a): string[] => ['eval', '--bench', 'msvd_qa', '--data', q, '--answers', answers, '--images', videos, '--out', out, '--max-new-tokens', '4', '-q'];
+// The tiny model unless told otherwise (an --endpoint run names none).
+const TINY_MODEL_ARGS = ['--model', join(TINY, 'mgllava')];
+const base = (out: string, answers = a, model = TINY_MODEL_ARGS): string[] => ['eval', '--bench', 'msvd_qa', '--data', q, '--answers', answers, '--images', videos, '--out', out, ...model, '--max-new-tokens', '4', '-q'];
 const FILE2 = (): string[] => ['--boxes', boxes, '--frames', '2'];
 
 function predictionLines(out: string): { index: string; prediction: string }[] {
@@ -143,7 +145,7 @@ test('eval msvd_qa: resumed after one item, the rest answered once and the answe
 
 test('eval msvd_qa: the release\'s 8 frames (4.8k positions) on a longer-context copy of the tiny LLM; the tiny one says to use fewer --frames', async () => {
   const out = join(dir, 'eight');
-  const r = await mgllava([...base(out), '--boxes', boxes, '--model', join(TINY, 'mgllava'), '--llm', llm, '--limit', '1', '--json']);
+  const r = await mgllava([...base(out), '--boxes', boxes, '--llm', llm, '--limit', '1', '--json']);
   assert.equal(r.code, 0, r.stderr);
   const j = JSON.parse(r.stdout) as RunJson;
   assert.deepEqual([j.made, j.total], [1, 1]);
@@ -226,7 +228,7 @@ test('eval msvd_qa --endpoint: each video goes as a video_url data URL part with
   try {
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
     const out = join(dir, 'endpoint');
-    const r = await mgllava([...base(out), '--endpoint', url, '--endpoint-model', 'm', '--concurrency', '1', '--frames', '4', '--json']);
+    const r = await mgllava([...base(out, a, []), '--endpoint', url, '--endpoint-model', 'm', '--concurrency', '1', '--frames', '4', '--json']);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(seen.length, 3);
     const bytes = readFileSync(VIDEO).toString('base64');
