@@ -8,11 +8,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseTsv } from '../src/eval/tsv.js';
+import { QUESTION_TYPES } from '../src/synth/index.js';
 import { DEMO_SPEC, Variant, demoCorpus } from './demo-model.js';
 import { buildWordBpe } from '../src/tokenizer/build-word-bpe.js';
 import { imageCost, llmParams } from './model-cost.js';
 
-const TYPES = ['count', 'count_size', 'count_all', 'exists', 'exists_size', 'colour', 'shape', 'left_of'] as const;
+const TYPES = QUESTION_TYPES;
 const VARIANTS: { v: Variant; label: string }[] = [
   { v: 'clip', label: '(a) CLIP only (LLaVA)' },
   { v: 'objects', label: '(b) + object features' },

@@ -249,6 +249,7 @@ async function main(): Promise<void> {
       steps: s.steps, lr: s.lr, warmup: s.warmupRatio, schedule: 'cosine', trainable,
     });
     // phase 2: the question curriculum, encoders frozen
+    const curriculumCkpt = (c: CurriculumStep) => join(run, `checkpoint-${c.name}`);
     let last = ckpt;
     for (const c of CURRICULUM) {
       const set = join(data, c.name);
@@ -258,7 +259,7 @@ async function main(): Promise<void> {
           '--max-objects', String(c.maxObjects), ...(c.types ? ['--types', c.types.join(',')] : []), '--eval-images', '0',
         ]);
       });
-      const out = join(run, `checkpoint-${c.name}`);
+      const out = curriculumCkpt(c);
       phase(`training, phase 2: ${c.name} (questions; encoders frozen)`, {
         out, model: last, data: join(set, 'stage2.json'), boxes: join(set, 'boxes.json'),
         steps: c.steps, lr: s.curriculumLr, warmup: s.curriculumWarmup, schedule: c.schedule,
@@ -266,13 +267,18 @@ async function main(): Promise<void> {
       last = out;
     }
     exportModel(last, trained, { dtype: 'F16' });
-    // What made these weights, phase by phase (the checkpoint's own "trained" names the last only).
-    const cfgPath = join(trained, 'mgllava_config.json');
-    const cfg = JSON.parse(readFileSync(cfgPath, 'utf8')) as Record<string, unknown>;
+    // What made these weights, phase by phase: each checkpoint's own "trained" record (the exported
+    // folder keeps the last one's only).
+    const config = (dir: string) => JSON.parse(readFileSync(join(dir, 'mgllava_config.json'), 'utf8')) as Record<string, unknown>;
     const phases = [
-      { phase: 'captions and questions', data: 'train (seed 1000)', iterations: s.steps, frozen: [] as string[] },
-      ...CURRICULUM.map((c) => ({ phase: `questions: ${c.name}`, data: `${c.name} (seed ${c.seed})`, iterations: c.steps, frozen: ['visual_encoder', 'visual_encoder_aux'] })),
-    ];
+      { phase: 'captions and questions', data: 'train (seed 1000)', dir: ckpt },
+      ...CURRICULUM.map((c) => ({ phase: `questions: ${c.name}`, data: `${c.name} (seed ${c.seed})`, dir: curriculumCkpt(c) })),
+    ].map(({ dir, ...p }) => {
+      const t = config(dir)['trained'] as { iterations: number; frozen: string[] };
+      return { ...p, iterations: t.iterations, frozen: t.frozen };
+    });
+    const cfgPath = join(trained, 'mgllava_config.json');
+    const cfg = config(trained);
     writeFileSync(cfgPath, JSON.stringify({ ...cfg, recipe: { script: 'recipes/demo-model.ts', schedule: a.schedule, variant: a.variant, seed: a.seed, phases } }, null, 1) + '\n');
   }
   const examples = join(trained, 'examples');

@@ -18,8 +18,9 @@ export async function runSynth(a: SynthArgs, write: (s: string) => void = (s) =>
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   try {
+    const { json: _json, quiet: _quiet, ...options } = a;
     const r = await writeSynth({
-      out: a.out, images: a.images, seed: a.seed, questions: a.questions, format: a.format, evalImages: a.evalImages, quality: a.quality, maxObjects: a.maxObjects, types: a.types, signal: ac.signal,
+      ...options, signal: ac.signal,
       onProgress: (p, done, total) => {
         if (state.phase !== p && state.phase) bars[state.phase].end(true);
         state.phase = p;
