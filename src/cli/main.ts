@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { InputError } from '../core/errors.js';
 import { runEncode } from './encode.js';
 import { runChat } from './chat.js';
-import { runQuantize } from './quantize.js';
+import { runQuantize, runQuantizeReport } from './quantize.js';
 import { runExport } from './export.js';
 import { runDetect } from './detect.js';
 import { runTrain } from './train.js';
@@ -179,23 +179,33 @@ export function buildProgram(): Command {
     .option('-q, --quiet', 'no progress on stderr')
     .action(async (o) => runDetect(o));
   program.command('quantize')
-    .description('write a 4-bit or 8-bit copy of an LLM folder (onnxruntime MatMulNBits weights) that chat --llm and loadModel read')
+    .description('write a 4-bit or 8-bit copy of an LLM folder (onnxruntime MatMulNBits weights) that chat --llm and loadModel read; or, with --report, measure the error of each weight format on it')
     .option('--llm <dir>', 'LLM folder to quantize (config.json, tokenizer, weights)')
     .option('--checkpoint <file>', "MG-LLaVA checkpoint whose fine-tuned llm.* weights replace the folder's before quantizing")
     .option('--model <dir>', 'instead of --llm/--checkpoint: a model folder (mgllava_config.json); its LLM and checkpoint')
-    .requiredOption('--out <dir>', 'folder to create (it must not exist; its parent must)')
+    .option('--out <dir>', 'folder to create (it must not exist; its parent must)')
     .option('--bits <n>', 'bits per weight: 4 or 8', bits, 4)
     .option('--block-size <n>', 'weights per scale along the input dimension (a power of two >= 16)', blockSize, 32)
     .option('--symmetric', 'no zero points: scale from max |w| per block (default: min/max and a zero point per block)')
+    .option('--report', 'write nothing: print each format\'s bits per weight and relative RMS error on the --llm folder\'s Linear weights (ours: q{4,8}-b{32,64,128}-{zp,sym}[-f16]; llama.cpp\'s: Q4_0, Q8_0, Q4_K_M)')
+    .option('--formats <list>', 'with --report: only these formats, comma-separated (default: all)')
+    .option('--rows <n>', 'with --report: evenly spaced rows measured per matrix, 0 for all', nonNegativeInt, 64)
+    .option('--json', 'with --report: one JSON object instead of the table')
     .option('-q, --quiet', 'no progress on stderr')
     .action(async (o) => {
       if (o.model) {
         if (o.llm || o.checkpoint) throw new InputError('give --model, or --llm (and --checkpoint), not both', '--model');
         const f = resolveModelFiles({ model: o.model });
         if (!f.llm) throw new InputError(`${o.model}: its mgllava_config.json names no "llm"`, '--model');
-        return runQuantize({ ...o, llm: f.llm, checkpoint: f.checkpoint });
+        o = { ...o, llm: f.llm, checkpoint: f.checkpoint };
       }
       if (!o.llm) throw new InputError('missing --llm (or --model with a mgllava_config.json)', '--llm');
+      if (o.report) {
+        if (o.out) throw new InputError('--report writes nothing: give --out to quantize, or --report to measure', '--out');
+        return runQuantizeReport({ llm: o.llm, checkpoint: o.checkpoint, formats: o.formats, rows: o.rows, json: o.json, quiet: o.quiet });
+      }
+      if (!o.out) throw new InputError('missing --out (the folder to create), or give --report to measure formats', '--out');
+      for (const k of ['formats', 'json'] as const) if (o[k]) throw new InputError(`--${k} goes with --report`, `--${k}`);
       return runQuantize(o);
     });
   program.command('export')

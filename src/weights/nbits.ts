@@ -15,6 +15,8 @@
 // are a few lines, and no npm package writes MatMulNBits blobs (onnxruntime's own quantizer is
 // Python). This runs once per model, off the hot path.
 
+import { fromHalf, toHalf } from '../quant/half.js';
+
 export type NBits = 4 | 8;
 
 export interface NBitsOptions {
@@ -29,6 +31,12 @@ export interface NBitsOptions {
    * Either way every weight is within half a step (its block's scale) of its quantized value.
    */
   symmetric?: boolean;
+  /**
+   * What the scales must be representable in (default 'f32'). 'f16': each scale is rounded up to
+   * a value fp16 holds, as MatMulNBits needs when its activations (and so its scales) are fp16;
+   * the array stays float32.
+   */
+  scaleDtype?: 'f32' | 'f16';
 }
 
 /** One quantized [N, K] matrix. */
@@ -79,6 +87,7 @@ export function quantizeNBits(w: Float32Array, N: number, K: number, o: NBitsOpt
   if (w.length < N * K || (!into && w.length !== N * K)) throw new RangeError(`weight has ${w.length} values, [${N}, ${K}] needs ${N * K}`);
   const { bits, blockSize } = o;
   const sym = o.symmetric ?? false;
+  const atLeast = o.scaleDtype === 'f16' ? f16AtLeast : f32AtLeast;
   const nb = nBlocks(K, blockSize);
   const blob = blobSize(blockSize, bits);
   const zpRow = zeroPointRowBytes(nb, bits);
@@ -99,7 +108,7 @@ export function quantizeNBits(w: Float32Array, N: number, K: number, o: NBitsOpt
       if (sym) {
         let amax = 0;
         for (let k = k0; k < k1; k++) amax = Math.max(amax, Math.abs(w[row + k]!));
-        scale = f32AtLeast(amax / (mid - 1));
+        scale = atLeast(amax / (mid - 1));
         zp = mid;
       } else {
         let lo = 0;
@@ -109,7 +118,7 @@ export function quantizeNBits(w: Float32Array, N: number, K: number, o: NBitsOpt
           if (v < lo) lo = v;
           else if (v > hi) hi = v;
         }
-        scale = f32AtLeast((hi - lo) / maxQ);
+        scale = atLeast((hi - lo) / maxQ);
         zp = scale > 0 ? clamp(Math.round(-lo / scale), 0, maxQ) : 0;
       }
       const inv = scale > 0 ? 1 / scale : 0;
@@ -169,6 +178,13 @@ function f32AtLeast(x: number): number {
   f32[0] = x;
   if (f32[0]! < x) f32Bits[0]!++;
   return f32[0]!;
+}
+
+/** The smallest fp16 value >= x (x >= 0, below fp16's largest finite value). */
+function f16AtLeast(x: number): number {
+  let h = toHalf(x);
+  if (fromHalf(h) < x) h++;
+  return fromHalf(h);
 }
 
 function clamp(x: number, lo: number, hi: number): number {

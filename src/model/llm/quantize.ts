@@ -7,15 +7,15 @@
 // all: everything is written into a hidden temporary folder beside it, renamed at the end, and
 // removed on any failure.
 
-import { chmodSync, closeSync, copyFileSync, readSync, existsSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { InputError } from '../../core/errors.js';
-import { DTYPE_BYTES, bytesToF32 } from '../../core/tensor.js';
 import { openWeights } from '../../weights/open.js';
 import { TensorRef } from '../../weights/types.js';
-import { openForRead, readRange } from '../../weights/file-io.js';
+import { readRange } from '../../weights/file-io.js';
 import { NBits, NBitsOptions, checkNBitsOptions, nbitsShapes, quantizeNBits } from '../../weights/nbits.js';
 import { SafetensorsStreamWriter, TensorSpec } from '../../weights/safetensors-stream.js';
+import { Reusable, RowReader } from '../../weights/row-reader.js';
 import { llmWeights } from '../llm-weights.js';
 import { readLlmFolderConfig } from './causal-lm.js';
 import { layerLayout } from './decoder.js';
@@ -188,63 +188,4 @@ export async function quantizeLlm(o: QuantizeLlmOptions): Promise<QuantizeLlmRes
 function tensorBytes(t: TensorRef): Uint8Array {
   if (t.source.kind === 'memory') return t.source.bytes;
   return readRange(t.source.path, t.source.offset, t.source.length, `tensor ${t.name}`);
-}
-
-/** A growable array kept between uses. */
-class Reusable<T extends Uint8Array | Float32Array> {
-  private a?: T;
-  constructor(private readonly make: (n: number) => T) {}
-  get(n: number): T {
-    if (!this.a || this.a.length < n) this.a = this.make(Math.max(n, Math.ceil((this.a?.length ?? 0) * 1.5)));
-    return this.a.subarray(0, n) as T;
-  }
-}
-
-/** Reads rows of float matrices as float32 into reused buffers, keeping one file open at a time. */
-class RowReader {
-  private fd?: number;
-  private path?: string;
-  private readonly bytes = new Reusable((n) => new Uint8Array(n));
-  private readonly floats = new Reusable((n) => new Float32Array(n));
-
-  /** Rows r0 .. r0+rows-1 of the [N, K] matrix `t` (valid until the next call). */
-  read(t: TensorRef, r0: number, rows: number, K: number): Float32Array {
-    const rowBytes = K * DTYPE_BYTES[t.dtype];
-    const n = rows * K;
-    let bytes: Uint8Array;
-    if (t.source.kind === 'memory') {
-      bytes = t.source.bytes.subarray(r0 * rowBytes, (r0 + rows) * rowBytes);
-    } else {
-      if (this.path !== t.source.path) {
-        this.close();
-        this.fd = openForRead(t.source.path);
-        this.path = t.source.path;
-      }
-      bytes = this.bytes.get(rows * rowBytes);
-      const at = t.source.offset + r0 * rowBytes;
-      let done = 0;
-      while (done < bytes.length) {
-        const got = readSync(this.fd!, bytes, done, bytes.length - done, at + done);
-        if (got === 0) throw new InputError(`${t.source.path}: truncated (tensor ${t.name}: wanted ${bytes.length} bytes at offset ${at})`, t.source.path);
-        done += got;
-      }
-    }
-    const out = this.floats.get(n);
-    if (t.dtype === 'BF16') {
-      const src = bytes.byteOffset % 2 === 0 ? new Uint16Array(bytes.buffer, bytes.byteOffset, n) : new Uint16Array(new Uint8Array(bytes).buffer);
-      const o32 = new Uint32Array(out.buffer, out.byteOffset, n);
-      for (let i = 0; i < n; i++) o32[i] = src[i]! << 16;
-    } else if (t.dtype === 'F32' && bytes.byteOffset % 4 === 0) {
-      out.set(new Float32Array(bytes.buffer, bytes.byteOffset, n));
-    } else {
-      out.set(bytesToF32(t.dtype, bytes));
-    }
-    return out;
-  }
-
-  close(): void {
-    if (this.fd !== undefined) closeSync(this.fd);
-    this.fd = undefined;
-    this.path = undefined;
-  }
 }
