@@ -1,17 +1,15 @@
 // GGUF v3 files for the llama.cpp peer: a streaming writer (the tensor bytes of a 7B model are
 // produced one tensor at a time, never all in memory), a reader of the header and tensor table
-// (for tests), and the Q4_0 block format.
+// (for tests), and fp16 tensors. The block formats (Q4_0, Q4_K, ...) are src/quant/ggml-blocks.ts.
 //
 // Layout (little-endian): "GGUF", u32 version 3, u64 tensor count, u64 metadata count; metadata
 // (string key, u32 value type, value); tensor infos (string name, u32 n_dims, u64 ne[n_dims] with
 // the innermost dimension first, u32 ggml type, u64 offset into the data section); padding to
 // `general.alignment` (32); the data section, each tensor starting at an aligned offset.
 // Strings are a u64 byte length and UTF-8 bytes, without terminator.
-//
-// Q4_0: blocks of 32 consecutive values along a row, 18 bytes each: the fp16 scale d, then 16
-// bytes where byte j holds q[j] in its low nibble and q[j + 16] in its high nibble; x = d * (q - 8).
 
 import { closeSync, openSync, readSync, writeSync } from 'node:fs';
+import { GGML_BLOCK, GGML_TYPE_ID } from '../src/quant/ggml-blocks.js';
 
 export const GGUF_ALIGNMENT = 32;
 
@@ -21,8 +19,8 @@ export const GGUF_TYPE = {
 } as const;
 type ScalarType = Exclude<keyof typeof GGUF_TYPE, 'ARRAY'>;
 
-/** ggml tensor types used here. */
-export const GGML_TYPE = { F32: 0, F16: 1, Q4_0: 2 } as const;
+/** ggml tensor types used here (ids as GGUF stores them). */
+export const GGML_TYPE = GGML_TYPE_ID;
 export type GgmlType = keyof typeof GGML_TYPE;
 
 export type GgufMeta =
@@ -50,8 +48,9 @@ export function ggmlBytes(type: GgmlType, shape: readonly number[]): number {
   const n = shape.reduce((a, b) => a * b, 1);
   if (type === 'F32') return 4 * n;
   if (type === 'F16') return 2 * n;
-  if (shape[shape.length - 1]! % 32 !== 0) throw new Error(`Q4_0 needs rows that are a multiple of 32, got [${shape.join(', ')}]`);
-  return (n / 32) * 18;
+  const { values, bytes } = GGML_BLOCK[type];
+  if (shape[shape.length - 1]! % values !== 0) throw new Error(`${type} needs rows that are a multiple of ${values}, got [${shape.join(', ')}]`);
+  return (n / values) * bytes;
 }
 
 const align = (n: number) => Math.ceil(n / GGUF_ALIGNMENT) * GGUF_ALIGNMENT;
@@ -221,59 +220,10 @@ export function readGgufHeader(path: string, maxHeaderBytes = 64 << 20): GgufHea
   return { version, metadata, dataOffset, tensors: raw.map((t) => ({ ...t, offset: dataOffset + t.offset })) };
 }
 
-// ---- fp16 and Q4_0 ----
+// ---- fp16 ----
 
 export { toHalf, fromHalf } from '../src/quant/half.js';
-import { toHalf, fromHalf } from '../src/quant/half.js';
-
-/**
- * float32 values (a whole number of rows, rows a multiple of 32 long) -> Q4_0 blocks, as
- * llama.cpp's reference quantiser: d = (the value of largest magnitude) / -8, q = min(15,
- * trunc(x / d + 8.5)), d stored as fp16.
- */
-export function quantizeQ4_0(x: Float32Array): Uint8Array {
-  if (x.length % 32 !== 0) throw new Error(`Q4_0: ${x.length} values is not a whole number of blocks`);
-  const nb = x.length / 32;
-  const out = new Uint8Array(nb * 18);
-  const dv = new DataView(out.buffer);
-  for (let b = 0; b < nb; b++) {
-    const o = b * 32;
-    let amax = 0;
-    let max = 0;
-    for (let j = 0; j < 32; j++) {
-      const v = x[o + j]!;
-      const a = v < 0 ? -v : v;
-      if (a > amax) { amax = a; max = v; }
-    }
-    const d = max / -8;
-    const id = d !== 0 ? 1 / d : 0;
-    const p = b * 18;
-    dv.setUint16(p, toHalf(d), true);
-    for (let j = 0; j < 16; j++) {
-      const q0 = Math.min(15, Math.trunc(x[o + j]! * id + 8.5));
-      const q1 = Math.min(15, Math.trunc(x[o + j + 16]! * id + 8.5));
-      out[p + 2 + j] = q0 | (q1 << 4);
-    }
-  }
-  return out;
-}
-
-/** Q4_0 blocks -> float32 values. */
-export function dequantizeQ4_0(blocks: Uint8Array): Float32Array {
-  const nb = blocks.length / 18;
-  const out = new Float32Array(nb * 32);
-  const dv = new DataView(blocks.buffer, blocks.byteOffset, blocks.byteLength);
-  for (let b = 0; b < nb; b++) {
-    const p = b * 18;
-    const d = fromHalf(dv.getUint16(p, true));
-    for (let j = 0; j < 16; j++) {
-      const q = blocks[p + 2 + j]!;
-      out[b * 32 + j] = d * ((q & 15) - 8);
-      out[b * 32 + j + 16] = d * ((q >> 4) - 8);
-    }
-  }
-  return out;
-}
+import { toHalf } from '../src/quant/half.js';
 
 /** float32 -> fp16 bytes. */
 export function toF16Bytes(x: Float32Array): Uint8Array {

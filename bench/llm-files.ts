@@ -8,7 +8,9 @@ import { parseLlmConfig, LlmConfig } from '../src/model/llm/config.js';
 import { openWeights } from '../src/weights/open.js';
 import { readF32 } from '../src/weights/types.js';
 import { writeSafetensors, TensorToWrite } from '../src/weights/write-safetensors.js';
-import { GgufMeta, GgufTensor, meta, quantizeQ4_0, toF16Bytes, writeGguf } from './gguf.js';
+import { GgmlType, GgufMeta, GgufTensor, meta, toF16Bytes, writeGguf } from './gguf.js';
+import { GGML_BLOCK, GgmlBlockType, quantizeGgml } from '../src/quant/ggml-blocks.js';
+import { LlamaCppFtype, llamaCppType, matrixRole } from '../src/quant/formats.js';
 
 /** A decoder's shape, as its config.json states it. */
 export interface LlmShape {
@@ -203,12 +205,38 @@ function vocabMeta(tokenizerJson: string | undefined, size: number, c: LlmConfig
   ];
 }
 
+/** What a GGUF's matrices are stored as: one of llama.cpp's file types, or every matrix in F16. */
+export interface GgufWeights {
+  ftype: LlamaCppFtype | 'F16';
+  /**
+   * true: every matrix (token embedding and output too) in the file type's base block type, as
+   * `llama-quantize --pure` makes them; false: llama.cpp's own per-tensor choices
+   * (src/quant/formats.ts: the output in Q6_K, Q4_K_M's Q5_K/Q6_K layers).
+   */
+  pure?: boolean;
+}
+
+const FILE_TYPE: Record<GgufWeights['ftype'], number> = { F16: 1, Q4_0: 2, Q8_0: 7, Q4_K_M: 15 };
+const BASE_TYPE: Record<LlamaCppFtype, GgmlBlockType> = { Q4_0: 'Q4_0', Q8_0: 'Q8_0', Q4_K_M: 'Q4_K' };
+
+/** The storage type of one HF tensor of `shape` in a GGUF of `w`. */
+export function ggufTensorType(key: string, shape: readonly number[], layers: number, w: GgufWeights): GgmlType {
+  if (shape.length !== 2) return 'F32';
+  if (w.ftype === 'F16') return 'F16';
+  const K = shape[1]!;
+  let t: GgmlType;
+  if (w.pure || key === 'model.embed_tokens.weight') t = BASE_TYPE[w.ftype];
+  else t = llamaCppType(w.ftype, matrixRole(key, layers), K);
+  if (t === 'Q4_K' && K % 256 !== 0) t = 'Q5_0'; // llama.cpp's fallback for the embedding
+  return t !== 'F16' && K % GGML_BLOCK[t].values !== 0 ? 'F16' : t;
+}
+
 /**
- * Writes the HF LLM folder's weights as a llama.cpp GGUF: matrices in Q4_0 (the token
- * embedding and output matrix too; F16 where a row is not a multiple of 32 long), or all in F16
- * with `matrices: 'F16'`; norms in F32.
+ * Writes the HF LLM folder's weights as a llama.cpp GGUF (default: every matrix in Q4_0, as the
+ * bench's race has used since the start; F16 where a row is not a whole number of blocks);
+ * norms in F32.
  */
-export function writeGgufFromHf(hfDir: string, out: string, matrices: 'Q4_0' | 'F16' = 'Q4_0'): void {
+export function writeGgufFromHf(hfDir: string, out: string, weights: GgufWeights = { ftype: 'Q4_0', pure: true }): void {
   const cfgPath = join(hfDir, 'config.json');
   const c = parseLlmConfig(JSON.parse(readFileSync(cfgPath, 'utf8')) as Record<string, unknown>, cfgPath);
   const store = openWeights(hfDir);
@@ -216,7 +244,7 @@ export function writeGgufFromHf(hfDir: string, out: string, matrices: 'Q4_0' | '
   const metadata: [string, GgufMeta][] = [
     ['general.architecture', meta.str(a)],
     ['general.name', meta.str(`mgllava-bench random ${a}`)],
-    ['general.file_type', meta.u32(matrices === 'Q4_0' ? 2 : 1)], // MOSTLY_Q4_0 or MOSTLY_F16
+    ['general.file_type', meta.u32(FILE_TYPE[weights.ftype])], // llama_ftype: MOSTLY_F16, _Q4_0, _Q8_0, _Q4_K_M
     ['general.quantization_version', meta.u32(2)],
     ['general.alignment', meta.u32(32)],
     [`${a}.context_length`, meta.u32(c.maxPositions)],
@@ -238,15 +266,14 @@ export function writeGgufFromHf(hfDir: string, out: string, matrices: 'Q4_0' | '
     if (!name) continue;
     const ref = store.get(key)!;
     const shape = [...ref.shape];
-    const matrix = shape.length === 2;
-    const type = !matrix ? 'F32' : matrices === 'Q4_0' && shape[1]! % 32 === 0 ? 'Q4_0' : 'F16';
+    const type = ggufTensorType(key, shape, c.layers, weights);
     const permute = a === 'llama' && /attn_[qk]\.weight$/.test(name) ? (name.endsWith('attn_q.weight') ? c.heads : c.kvHeads) : 0;
     tensors.push({
       name, shape, type,
       data: () => {
         let x = readF32(ref);
         if (permute) x = permuteRows(x, permute, shape[1]!);
-        return type === 'F32' ? new Uint8Array(x.buffer, x.byteOffset, x.byteLength) : type === 'F16' ? toF16Bytes(x) : quantizeQ4_0(x);
+        return type === 'F32' ? new Uint8Array(x.buffer, x.byteOffset, x.byteLength) : type === 'F16' ? toF16Bytes(x) : quantizeGgml(type, x);
       },
     });
   }

@@ -12,7 +12,8 @@ import { TINY } from '../helpers/fixtures.js';
 import { openWeights } from '../../src/weights/open.js';
 import { readBytes, readF32 } from '../../src/weights/types.js';
 import { f16ToF32 } from '../../src/core/tensor.js';
-import { GGML_TYPE, dequantizeQ4_0, fromHalf, quantizeQ4_0, readGgufHeader, toHalf } from '../../bench/gguf.js';
+import { GGML_TYPE, fromHalf, readGgufHeader, toHalf } from '../../bench/gguf.js';
+import { dequantizeGgml, quantizeGgml } from '../../src/quant/ggml-blocks.js';
 import { writeGgufFromHf, writeRandomLlm } from '../../bench/llm-files.js';
 import { runBench } from '../../bench/orchestrate.js';
 import { bestOf, ratios, writeDocs } from '../../bench/report.js';
@@ -37,7 +38,7 @@ test('fp16: exact values, round to nearest even, subnormals, overflow', () => {
 
 test('Q4_0: block layout (scale, low nibbles = first 16, high nibbles = last 16) and round trip within a step', () => {
   const x = Float32Array.from({ length: 32 }, (_, i) => i - 16); // largest magnitude is -16: d = 2
-  const q = quantizeQ4_0(x);
+  const q = quantizeGgml('Q4_0', x);
   assert.equal(q.length, 18);
   assert.equal(fromHalf(q[0]! | (q[1]! << 8)), 2);
   // x = d (q - 8): -16 -> q 0 (low nibble of byte 0), 0 -> q 8 (high nibble of byte 0)
@@ -48,7 +49,7 @@ test('Q4_0: block layout (scale, low nibbles = first 16, high nibbles = last 16)
   const r = lcg(9);
   const n = 32 * 200;
   const data = Float32Array.from({ length: n }, (_, i) => (i < 32 ? 0 : (r() - 0.5) * (1 + (i % 7))));
-  const back = dequantizeQ4_0(quantizeQ4_0(data));
+  const back = dequantizeGgml('Q4_0', quantizeGgml('Q4_0', data));
   for (let b = 0; b < n / 32; b++) {
     let amax = 0;
     for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(data[b * 32 + j]!));
@@ -127,7 +128,7 @@ test('GGUF in Q4_0 from a random LLM folder: matrices decode back to the bf16 we
     const hfUp = store.get(arch === 'llama' ? 'model.layers.0.mlp.up_proj.weight' : 'model.layers.0.mlp.gate_up_proj.weight')!;
     assert.deepEqual(up.shape, [...hfUp.shape]);
     const n = up.shape[0]! * up.shape[1]!;
-    const back = dequantizeQ4_0(new Uint8Array(file.subarray(up.offset, up.offset + (n / 32) * 18)));
+    const back = dequantizeGgml('Q4_0', new Uint8Array(file.subarray(up.offset, up.offset + (n / 32) * 18)));
     const orig = readF32(hfUp);
     const step = 1 / Math.sqrt(64) / 8; // |w| < 1/sqrt(fan-in)
     assert.ok(orig.every((v, i) => Math.abs(v - back[i]!) <= step * 1.01));
@@ -136,6 +137,40 @@ test('GGUF in Q4_0 from a random LLM folder: matrices decode back to the bf16 we
       assert.equal((h.metadata.get('tokenizer.ggml.tokens') as string[])[32007], '<|end|>');
     }
     assert.equal(readBytes(store.get('model.norm.weight')!).length, 128); // bf16 [64]
+  }
+});
+
+test('GGUF in llama.cpp\'s Q4_K_M from a random LLM folder: its per-tensor types, and blocks that decode back to the weights', () => {
+  // (that llama.cpp itself reads these blocks as written was checked with node-llama-cpp's
+  // probabilities: docs/BENCHMARKS.md, "Answer quality per weight format")
+  const dir = join(tmp, 'rand-kquant');
+  writeRandomLlm(dir, { arch: 'llama', hidden: 256, layers: 4, heads: 4, kvHeads: 4, intermediate: 768, vocab: 32064, maxPositions: 256 }, join(TINY, 'llm'));
+  const path = join(tmp, 'rand-q4_k_m.gguf');
+  writeGgufFromHf(dir, path, { ftype: 'Q4_K_M' });
+  const h = readGgufHeader(path);
+  const type = (name: string) => h.tensors.find((t) => t.name === name)!.type;
+  assert.equal(h.metadata.get('general.file_type'), 15);
+  // 4 layers: use_more_bits picks layers 2 and 3 for v and down
+  assert.deepEqual([0, 1, 2, 3].map((i) => type(`blk.${i}.attn_v.weight`)), [GGML_TYPE.Q4_K, GGML_TYPE.Q4_K, GGML_TYPE.Q6_K, GGML_TYPE.Q6_K]);
+  assert.deepEqual([0, 1, 2, 3].map((i) => type(`blk.${i}.ffn_down.weight`)), [GGML_TYPE.Q4_K, GGML_TYPE.Q4_K, GGML_TYPE.Q6_K, GGML_TYPE.Q6_K]);
+  assert.equal(type('blk.0.attn_q.weight'), GGML_TYPE.Q4_K);
+  assert.equal(type('output.weight'), GGML_TYPE.Q6_K);
+  assert.equal(type('token_embd.weight'), GGML_TYPE.Q4_K);
+  assert.equal(type('output_norm.weight'), GGML_TYPE.F32);
+  const file = readFileSync(path);
+  const store = openWeights(dir);
+  for (const [name, hf, t] of [['blk.3.ffn_down.weight', 'model.layers.3.mlp.down_proj.weight', 'Q6_K'], ['blk.0.ffn_up.weight', 'model.layers.0.mlp.up_proj.weight', 'Q4_K']] as const) {
+    const info = h.tensors.find((x) => x.name === name)!;
+    const orig = readF32(store.get(hf)!);
+    const bytes = (orig.length / 256) * (t === 'Q6_K' ? 210 : 144);
+    const back = dequantizeGgml(t, new Uint8Array(file.subarray(info.offset, info.offset + bytes)));
+    let e = 0;
+    let w = 0;
+    for (let i = 0; i < orig.length; i++) {
+      e += (orig[i]! - back[i]!) ** 2;
+      w += orig[i]! ** 2;
+    }
+    assert.ok(Math.sqrt(e / w) < (t === 'Q6_K' ? 0.03 : 0.1), `${name}: relative RMS ${Math.sqrt(e / w)}`);
   }
 });
 
