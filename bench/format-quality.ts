@@ -7,12 +7,24 @@
 //   level 4: what users run);
 // - llama.cpp's: llama.cpp itself on the GGUF bench/llm-files.ts writes (its own kernels and
 //   activation quantization), probabilities from node-llama-cpp's controlledEvaluate.
-// Each stack sees the prompt as token ids.
+// Each stack sees the prompt as token ids (the bench's 666-token layout, as llama.cpp's race).
+//
+//   node dist/bench/format-quality.js --llm HF_DIR --work DIR   (options: the main below)
 
+import { existsSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { CausalLM } from '../src/model/llm/causal-lm.js';
-import { LLAMA_ENV } from './peer-llamacpp.js';
+import { parseArgs } from 'node:util';
+import { CausalLM, readLlmFolderConfig } from '../src/model/llm/causal-lm.js';
+import { quantizeLlm } from '../src/model/llm/quantize.js';
+import { Drift, distributionDrift } from '../src/quant/drift.js';
+import { weightErrorReport } from '../src/quant/error-report.js';
+import { LlamaCppFtype, formatsByName } from '../src/quant/formats.js';
+import { writeGgufFromHf } from './llm-files.js';
+import { LLAMA_ENV, setupLlamaCpp } from './peer-llamacpp.js';
+import { PRESETS } from './presets.js';
+import { promptIds, promptLayout } from './workload.js';
 
 /** The prompt positions measured: 0, stride, 2 stride, ... below `length`. */
 export function measuredPositions(length: number, stride: number): number[] {
@@ -68,4 +80,114 @@ export async function llamaCppProbabilities(dir: string, gguf: string, ids: read
     await model.dispose();
     await llama.dispose();
   }
+}
+
+export interface QualityRow {
+  format: string;
+  stack: 'ours' | 'llama.cpp';
+  bits_per_weight: number | null;
+  rel_rms: number | null;
+  drift: Drift;
+}
+
+export interface QualityOptions {
+  /** the bf16 HF folder */
+  llm: string;
+  /** where quantized folders and GGUFs are written (reused when present) */
+  work: string;
+  /** node-llama-cpp's install folder (bench/peer-llamacpp.ts); undefined: llama.cpp's rows skipped */
+  llamaCppDir?: string;
+  ours: readonly string[];
+  llamacpp: readonly (LlamaCppFtype | 'F16')[];
+  stride: number;
+  threads: number;
+  /** rows per matrix for the relative RMS error (src/quant/error-report.ts) */
+  rows?: number;
+  ids: readonly number[];
+  log?: (m: string) => void;
+}
+
+/** Our format name -> quantizeLlm options (`q{bits}-b{block}-{zp|sym}`; fp16 scales have no engine path yet). */
+function nbitsOptions(name: string): { bits: 4 | 8; blockSize: number; symmetric: boolean } {
+  const m = /^q([48])-b(\d+)-(zp|sym)$/.exec(name);
+  if (!m) throw new Error(`${name}: not one of our runnable formats (q{4,8}-b{32,64,128}-{zp,sym})`);
+  return { bits: Number(m[1]) as 4 | 8, blockSize: Number(m[2]), symmetric: m[3] === 'sym' };
+}
+
+/** Every format's drift (and weight error) against the float model on the same prompt. */
+export async function formatQuality(o: QualityOptions): Promise<QualityRow[]> {
+  const log = o.log ?? (() => {});
+  const { config } = readLlmFolderConfig(o.llm);
+  const V = config.vocabSize;
+  const positions = measuredPositions(o.ids.length, o.stride);
+  log(`reference: float model, ${positions.length} positions of a ${o.ids.length}-token prompt`);
+  const ref = await ourLogits(o.llm, o.ids, positions, o.threads);
+  const known = o.ours.length + o.llamacpp.filter((f) => f !== 'F16').length;
+  const errs = known
+    ? await weightErrorReport(o.llm, formatsByName([...o.ours, ...o.llamacpp.filter((f) => f !== 'F16')]), { rowsPerMatrix: o.rows ?? 64 })
+    : undefined;
+  const errOf = (name: string) => errs?.formats.find((f) => f.format === name);
+  const rows: QualityRow[] = [];
+  mkdirSync(o.work, { recursive: true });
+  for (const name of o.ours) {
+    const dir = join(o.work, name);
+    if (!existsSync(dir)) {
+      log(`quantizing to ${name}`);
+      await quantizeLlm({ llm: o.llm, out: dir, ...nbitsOptions(name) });
+    }
+    log(`measuring ${name} (ours)`);
+    const drift = distributionDrift(ref, await ourLogits(dir, o.ids, positions, o.threads), V, 'logits');
+    rows.push({ format: name, stack: 'ours', bits_per_weight: errOf(name)?.bitsPerWeight ?? null, rel_rms: errOf(name)?.relRms ?? null, drift });
+  }
+  if (o.llamaCppDir) {
+    for (const ftype of o.llamacpp) {
+      const gguf = join(o.work, `${ftype}.gguf`);
+      if (!existsSync(gguf)) {
+        log(`writing the ${ftype} GGUF`);
+        writeGgufFromHf(o.llm, gguf, { ftype });
+      }
+      log(`measuring ${ftype} (llama.cpp)`);
+      const drift = distributionDrift(ref, await llamaCppProbabilities(o.llamaCppDir, gguf, o.ids, positions, V, o.threads), V, 'probabilities');
+      rows.push({ format: ftype, stack: 'llama.cpp', bits_per_weight: ftype === 'F16' ? 16 : errOf(ftype)?.bitsPerWeight ?? null, rel_rms: ftype === 'F16' ? null : errOf(ftype)?.relRms ?? null, drift });
+    }
+  }
+  return rows;
+}
+
+export function qualityTable(rows: readonly QualityRow[]): string {
+  const e = (x: number | null, d = 3) => (x === null ? '-' : x.toExponential(d - 1));
+  const lines = ['| format | run by | bits/weight | weights\' relative RMS error | mean KL | max KL | top-1 agreement |', '| --- | --- | --- | --- | --- | --- | --- |'];
+  for (const r of rows) {
+    lines.push(`| ${r.format} | ${r.stack} | ${r.bits_per_weight === null ? '-' : r.bits_per_weight.toFixed(3)} | ${e(r.rel_rms)} | ${e(r.drift.meanKl)} | ${e(r.drift.maxKl)} | ${(100 * r.drift.top1Agreement).toFixed(1)}% |`);
+  }
+  return lines.join('\n');
+}
+
+const isMain = process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href;
+if (isMain) {
+  // node dist/bench/format-quality.js --llm HF_DIR --work DIR [--stride 8] [--threads 2] [--rows 64]
+  //   [--ours q4-b32-zp,...] [--llamacpp Q4_0,Q4_K_M,Q8_0,F16] [--cache BENCH_CACHE] [--json]
+  const { values } = parseArgs({
+    options: {
+      llm: { type: 'string' }, work: { type: 'string' }, stride: { type: 'string', default: '8' }, threads: { type: 'string', default: '2' },
+      rows: { type: 'string', default: '64' }, ours: { type: 'string', default: 'q4-b32-zp,q4-b32-sym,q4-b64-zp,q4-b64-sym,q4-b128-zp,q4-b128-sym,q8-b32-zp' },
+      llamacpp: { type: 'string', default: 'F16,Q4_0,Q4_K_M,Q8_0' }, cache: { type: 'string', default: process.env.MGLLAVA_BENCH_CACHE ?? join(tmpdir(), 'mgllava-bench') },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  if (!values.llm || !values.work) {
+    process.stderr.write('usage: node dist/bench/format-quality.js --llm HF_DIR --work DIR [--stride 8] [--threads 2] [--ours LIST] [--llamacpp LIST] [--json]\n');
+    process.exit(2);
+  }
+  const { config } = readLlmFolderConfig(values.llm);
+  const setup = setupLlamaCpp(values.cache, (m) => process.stderr.write(`${m}\n`));
+  if (!setup.ok) process.stderr.write(`llama.cpp rows skipped: ${setup.reason}\n`);
+  const rows = await formatQuality({
+    llm: values.llm, work: values.work, llamaCppDir: setup.ok ? setup.dir : undefined,
+    ours: values.ours.split(',').filter(Boolean), llamacpp: values.llamacpp.split(',').filter(Boolean) as (LlamaCppFtype | 'F16')[],
+    stride: Number(values.stride), threads: Number(values.threads), rows: Number(values.rows),
+    ids: promptIds(promptLayout(PRESETS.full.workload, config.vocabSize), config.vocabSize),
+    log: (m) => process.stderr.write(`${m}\n`),
+  });
+  process.stdout.write(values.json ? `${JSON.stringify(rows)}\n` : `${qualityTable(rows)}\n`);
 }
