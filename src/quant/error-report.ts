@@ -13,7 +13,7 @@ import { openWeights } from '../weights/open.js';
 import { RowReader } from '../weights/row-reader.js';
 import type { TensorRef } from '../weights/types.js';
 import { readLlmFolderConfig } from '../model/llm/causal-lm.js';
-import { layerLayout } from '../model/llm/decoder.js';
+import { linearWeightRefs } from '../model/llm/linear-weights.js';
 import { llmWeights } from '../model/llm-weights.js';
 import { WeightFormat, matrixRole } from './formats.js';
 
@@ -49,15 +49,7 @@ export function linearWeights(llm: string, checkpoint?: string): { key: string; 
   if (quantization) throw new InputError(`${llm}: already quantized (${quantization.bits}-bit); measure the original folder`, llm);
   const base = openWeights(llm);
   const store = checkpoint ? llmWeights(base, openWeights(checkpoint)) : base;
-  const out: { key: string; ref: TensorRef; layers: number }[] = [];
-  const want = (key: string, from = key) => {
-    const t = store.get(from);
-    if (!t || t.shape.length !== 2) throw new InputError(`${store.path}: missing matrix ${from} (a ${config.arch} LLM with ${config.layers} layers)`, store.path);
-    out.push({ key, ref: t, layers: config.layers });
-  };
-  for (let i = 0; i < config.layers; i++) for (const m of layerLayout(config).linears) want(`model.layers.${i}.${m}.weight`);
-  want('lm_head.weight', config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight');
-  return out;
+  return [...linearWeightRefs(store, config)].map(([key, ref]) => ({ key, ref, layers: config.layers }));
 }
 
 export async function weightErrorReport(llm: string, formats: readonly WeightFormat[], o: ErrorReportOptions = {}): Promise<ErrorReport> {

@@ -18,7 +18,7 @@ import { SafetensorsStreamWriter, TensorSpec } from '../../weights/safetensors-s
 import { Reusable, RowReader } from '../../weights/row-reader.js';
 import { llmWeights } from '../llm-weights.js';
 import { readLlmFolderConfig } from './causal-lm.js';
-import { layerLayout } from './decoder.js';
+import { linearWeightRefs } from './linear-weights.js';
 import { QUANT_FORMAT_VERSION, QUANT_METHOD, QWEIGHT, SCALES, ZERO_POINTS } from './quantized.js';
 import { checkpointFingerprint } from './checkpoint-fingerprint.js';
 
@@ -80,17 +80,7 @@ export async function quantizeLlm(o: QuantizeLlmOptions): Promise<QuantizeLlmRes
 
   // The Linear weights: each layer's projections, and the output head (from the embedding table
   // when tied, so the head runs quantized too).
-  const linears = new Map<string, TensorRef>();
-  const want = (key: string, from = key) => {
-    const t = store.get(from);
-    if (!t) throw new InputError(`${store.path}: missing tensor ${from} (a ${config.arch} LLM with ${config.layers} layers)`, store.path);
-    if (t.shape.length !== 2 || !['F32', 'F16', 'BF16', 'F64'].includes(t.dtype)) {
-      throw new InputError(`${store.path}: tensor ${from} is ${t.dtype} [${t.shape.join(', ')}], expected a float matrix`, store.path);
-    }
-    linears.set(key, t);
-  };
-  for (let i = 0; i < config.layers; i++) for (const m of layerLayout(config).linears) want(`model.layers.${i}.${m}.weight`);
-  want('lm_head.weight', config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight');
+  const linears = linearWeightRefs(store, config);
 
   // Output tensors in the source's key order; each quantized weight becomes 2-3 tensors.
   const plan: { spec: TensorSpec; src: TensorRef; part?: 'q' | 's' | 'z' }[] = [];
