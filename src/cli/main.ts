@@ -255,6 +255,7 @@ export function buildProgram(): Command {
     .option('--quality <q>', 'JPEG quality 1..100', positiveInt, 92)
     .option('--max-objects <n>', 'objects per image uniform in 1..n (the world: 6; fewer make a curriculum\'s easy scenes)', positiveInt, 6)
     .option('--types <list>', 'stage-2 question types, comma-separated (default: all: count, count_size, count_all, exists, exists_size, colour, shape, left_of)', (v: string) => v.split(',').map((t) => t.trim()))
+    .option('--repeat-questions', 'stage-2 samples may ask a question twice (default: redrawn, which skews yes/no answers toward "No" on scenes with few kinds of objects)')
     .option('--json', 'print one JSON object {out, images, stage2Questions, evalImages, mcqRows, popeRows, vqaRows, seconds}')
     .option('-q, --quiet', 'no progress on stderr')
     .action(async (o) => runSynth(o));

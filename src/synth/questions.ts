@@ -147,11 +147,19 @@ export function questionOfType(scene: Scene, rng: Rng, type: QuestionType): Ques
 export interface QuestionsOptions {
   /** only these types (default: all that apply) */
   types?: readonly QuestionType[];
+  /**
+   * Keep every draw as drawn, even a question already asked (default false: up to 8 redraws
+   * avoid one). The redraws skew answers where a scene has few kinds of objects: on a one-object
+   * scene there is one "Yes" existence question and eleven "No" ones, so once the "Yes" is asked,
+   * later "Yes" draws are redrawn, mostly into "No"s. With repeats the sampling rules above hold
+   * per question.
+   */
+  repeats?: boolean;
 }
 
 /**
  * `k` questions about `scene`: each of a type drawn uniformly from the applicable ones, no
- * question text twice when it can be helped (a few redraws).
+ * question text twice when it can be helped (a few redraws), unless `repeats`.
  */
 export function questionsFor(scene: Scene, rng: Rng, k: number, o: QuestionsOptions = {}): Question[] {
   const types = applicableTypes(scene).filter((t) => !o.types || o.types.includes(t));
@@ -160,7 +168,7 @@ export function questionsFor(scene: Scene, rng: Rng, k: number, o: QuestionsOpti
   const seen = new Set<string>();
   for (let i = 0; i < k; i++) {
     let q = questionOfType(scene, rng, pick(rng, types));
-    for (let t = 0; t < 8 && seen.has(q.question); t++) q = questionOfType(scene, rng, pick(rng, types));
+    for (let t = 0; t < 8 && !o.repeats && seen.has(q.question); t++) q = questionOfType(scene, rng, pick(rng, types));
     seen.add(q.question);
     out.push(q);
   }

@@ -48,6 +48,11 @@ export interface SynthOptions {
    * one object) has no stage-2 sample. Evaluation sets keep every type.
    */
   types?: readonly QuestionType[];
+  /**
+   * stage-2 questions may repeat within a sample (default false; questions.ts, QuestionsOptions:
+   * the no-repeat redraws skew yes/no answers on scenes with few kinds). Evaluation sets unchanged.
+   */
+  repeatQuestions?: boolean;
   /** stop between images (Ctrl-C): the partial folder is removed and an InputError thrown */
   signal?: AbortSignal;
   /** called after each image (phase "train" or "eval") */
@@ -91,7 +96,7 @@ function check(o: SynthOptions): Required<Omit<SynthOptions, 'onProgress' | 'sig
   const types = o.types ?? QUESTION_TYPES;
   const unknown = types.find((t) => !QUESTION_TYPES.includes(t));
   if (types.length === 0 || unknown !== undefined) throw new InputError(`--types: expected some of ${QUESTION_TYPES.join(', ')}, got ${JSON.stringify(unknown ?? '')}`, '--types');
-  return { out: o.out, images: o.images, seed: o.seed, questions, format, evalImages, quality, maxObjects, types };
+  return { out: o.out, images: o.images, seed: o.seed, questions, format, evalImages, quality, maxObjects, types, repeatQuestions: o.repeatQuestions ?? false };
 }
 
 /** The encoded image of a scene (JPEG or PNG bytes; deterministic). */
@@ -216,7 +221,7 @@ export async function writeSynth(opts: SynthOptions): Promise<SynthSummary> {
       const id = String(i).padStart(width, '0');
       const rng = Rng.seeded(o.seed, i);
       const scene = generateScene(rng, { maxObjects: o.maxObjects });
-      const questions = questionsFor(scene, rng, o.questions, { types: o.types });
+      const questions = questionsFor(scene, rng, o.questions, { types: o.types, repeats: o.repeatQuestions });
       const turns = questions.map((q) => stage2Turn(q, rng));
       const bytes = await encodeScene(scene, o.format, o.quality);
       writeFileSync(join(tmp, 'images', `${id}.${ext}`), bytes);

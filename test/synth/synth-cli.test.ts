@@ -67,6 +67,14 @@ test('mgllava synth --max-objects --types: a curriculum set (one-object scenes, 
   await writeSynth({ out: e, images: 3, seed: 2, maxObjects: 1, types: ['left_of'], evalImages: 0 });
   assert.deepEqual(JSON.parse(readFileSync(join(e, 'stage2.json'), 'utf8')), []);
   assertOneLineError(await mgllava(['synth', '--out', join(root, 'x'), '--images', '2', '--types', 'exists,size']), /--types.*got "size"/);
+  // --repeat-questions: 8 existence turns on one-object scenes, about half of them "Yes" (without
+  // it, about one per image)
+  const rep = join(root, 'cur-repeat');
+  const r2 = await mgllava(['synth', '--out', rep, '--images', '20', '--seed', '2', '--questions', '8', '--max-objects', '1', '--types', 'exists', '--repeat-questions', '--eval-images', '0', '-q']);
+  assert.equal(r2.code, 0, r2.stderr);
+  const answers = readFileSync(join(rep, 'scenes.jsonl'), 'utf8').trim().split('\n').flatMap((l) => (JSON.parse(l) as { questions: { answer: string }[] }).questions.map((q) => q.answer));
+  const yes = answers.filter((a) => a === 'Yes').length / answers.length;
+  assert.ok(yes > 0.3 && yes < 0.7, `${yes}`);
 });
 
 test('mgllava synth: files, formats, trainer-readable data, eval TSVs scored 100% with their own answers', async () => {

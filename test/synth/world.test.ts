@@ -132,6 +132,27 @@ test('questions: every answer and small flag as recomputed from the objects; all
   }
 });
 
+test('questions: the no-repeat redraws skew existence toward "No" on one-object scenes; repeats keep it balanced', () => {
+  const share = (repeats: boolean) => {
+    let yes = 0;
+    let all = 0;
+    for (let i = 0; i < 200; i++) {
+      const rng = Rng.seeded(7, i);
+      const s = generateScene(rng, { maxObjects: 1 });
+      for (const q of questionsFor(s, rng, 8, { types: ['exists'], repeats })) {
+        assert.equal(q.answer, recompute(q, s).answer, q.question);
+        yes += q.answer === 'Yes' ? 1 : 0;
+        all++;
+      }
+    }
+    return yes / all;
+  };
+  // one "Yes" question per scene: without repeats it comes back only when 8 redraws all fail
+  assert.ok(share(false) < 0.2, String(share(false)));
+  const r = share(true);
+  assert.ok(r > 0.4 && r < 0.6, String(r));
+});
+
 test('rendering: an object centre has its colour; background pixels within the background +- 8', () => {
   for (const s of scenes(20, 8)) {
     const px = renderScene(s);
