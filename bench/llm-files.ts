@@ -9,7 +9,8 @@ import { openWeights } from '../src/weights/open.js';
 import { readF32 } from '../src/weights/types.js';
 import { writeSafetensors, TensorToWrite } from '../src/weights/write-safetensors.js';
 import { GgmlType, GgufMeta, GgufTensor, meta, toF16Bytes, writeGguf } from './gguf.js';
-import { GGML_BLOCK, GgmlBlockType, quantizeGgml } from '../src/quant/ggml-blocks.js';
+import { GGML_BLOCK, GgmlBlockType } from '../src/quant/ggml-blocks.js';
+import { GgmlPool } from '../src/quant/ggml-parallel.js';
 import { LlamaCppFtype, llamaCppType, matrixRole } from '../src/quant/formats.js';
 
 /** A decoder's shape, as its config.json states it. */
@@ -273,11 +274,16 @@ export function writeGgufFromHf(hfDir: string, out: string, weights: GgufWeights
       data: () => {
         let x = readF32(ref);
         if (permute) x = permuteRows(x, permute, shape[1]!);
-        return type === 'F32' ? new Uint8Array(x.buffer, x.byteOffset, x.byteLength) : type === 'F16' ? toF16Bytes(x) : quantizeGgml(type, x);
+        return type === 'F32' ? new Uint8Array(x.buffer, x.byteOffset, x.byteLength) : type === 'F16' ? toF16Bytes(x) : pool.quantize(type, x);
       },
     });
   }
   const tmp = `${out}.partial`;
-  writeGguf(tmp, metadata, tensors);
+  const pool = new GgmlPool();
+  try {
+    writeGguf(tmp, metadata, tensors);
+  } finally {
+    pool.close();
+  }
   renameSync(tmp, out);
 }

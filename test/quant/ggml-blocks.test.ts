@@ -140,3 +140,18 @@ test('a block of zeros stays zeros in every format', () => {
     assert.ok(y.every((v) => v === 0), t);
   }
 });
+
+test('GgmlPool: the same bytes as one thread, for every type, with a run of blocks per thread', async () => {
+  const { GgmlPool } = await import('../../src/quant/ggml-parallel.js');
+  const pool = new GgmlPool(3);
+  try {
+    const x = gaussian(256 * 200 + 0, 21, 0.02);
+    for (const t of GGML_BLOCK_TYPES) {
+      const n = Math.floor(x.length / GGML_BLOCK[t].values) * GGML_BLOCK[t].values;
+      assert.deepEqual(pool.quantize(t, x.subarray(0, n)), quantizeGgml(t, x.subarray(0, n)), t);
+    }
+    assert.throws(() => pool.quantize('Q4_K', new Float32Array(300)), /whole number/);
+  } finally {
+    pool.close();
+  }
+});
