@@ -11,7 +11,7 @@
 //
 //   node dist/bench/format-quality.js --llm HF_DIR --work DIR   (options: the main below)
 
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -93,16 +93,28 @@ export interface QualityRow {
 export interface QualityOptions {
   /** the bf16 HF folder */
   llm: string;
-  /** where quantized folders and GGUFs are written (reused when present) */
+  /**
+   * where quantized folders, GGUFs, the reference and each format's result are written; a
+   * result already there is reused, so a run cut short resumes
+   */
   work: string;
   /** node-llama-cpp's install folder (bench/peer-llamacpp.ts); undefined: llama.cpp's rows skipped */
   llamaCppDir?: string;
   ours: readonly string[];
   llamacpp: readonly (LlamaCppFtype | 'F16')[];
+  /**
+   * The float model's distributions from 'ours' (our engine, float32: exact, but the weights
+   * take 4 bytes each in memory: 27 GB for the 7B shape) or 'llama.cpp-f16' (llama.cpp on an
+   * F16 GGUF: 2 bytes each, mapped; it differs from ours by a KL of ~1e-6 on the small shapes,
+   * a thousandth of a 4-bit format's).
+   */
+  reference: 'ours' | 'llama.cpp-f16';
   stride: number;
   threads: number;
   /** rows per matrix for the relative RMS error (src/quant/error-report.ts) */
   rows?: number;
+  /** keep each format's folder or GGUF after measuring it (default: removed, a 7B one is 4-13 GB) */
+  keep?: boolean;
   ids: readonly number[];
   log?: (m: string) => void;
 }
@@ -114,41 +126,81 @@ function nbitsOptions(name: string): { bits: 4 | 8; blockSize: number; symmetric
   return { bits: Number(m[1]) as 4 | 8, blockSize: Number(m[2]), symmetric: m[3] === 'sym' };
 }
 
+/** log-probabilities from probabilities (a 0 as 1e-30), usable as logits. */
+function logOf(p: Float32Array): Float32Array {
+  return p.map((q) => Math.log(q > 0 ? q : 1e-30));
+}
+
 /** Every format's drift (and weight error) against the float model on the same prompt. */
 export async function formatQuality(o: QualityOptions): Promise<QualityRow[]> {
   const log = o.log ?? (() => {});
   const { config } = readLlmFolderConfig(o.llm);
   const V = config.vocabSize;
   const positions = measuredPositions(o.ids.length, o.stride);
-  log(`reference: float model, ${positions.length} positions of a ${o.ids.length}-token prompt`);
-  const ref = await ourLogits(o.llm, o.ids, positions, o.threads);
-  const known = o.ours.length + o.llamacpp.filter((f) => f !== 'F16').length;
-  const errs = known
-    ? await weightErrorReport(o.llm, formatsByName([...o.ours, ...o.llamacpp.filter((f) => f !== 'F16')]), { rowsPerMatrix: o.rows ?? 64 })
-    : undefined;
+  mkdirSync(o.work, { recursive: true });
+  const tag = `${o.ids.length}x${o.stride}`;
+  const gguf = async (ftype: LlamaCppFtype | 'F16'): Promise<string> => {
+    const path = join(o.work, `${ftype}.gguf`);
+    if (!existsSync(path)) {
+      log(`writing the ${ftype} GGUF`);
+      writeGgufFromHf(o.llm, path, { ftype });
+    }
+    return path;
+  };
+
+  const refFile = join(o.work, `reference-${o.reference}-${tag}.f32`);
+  let ref: Float32Array;
+  if (existsSync(refFile)) ref = new Float32Array(new Uint8Array(readFileSync(refFile)).buffer);
+  else {
+    log(`reference (${o.reference}): the float model at ${positions.length} positions of a ${o.ids.length}-token prompt`);
+    if (o.reference === 'ours') ref = await ourLogits(o.llm, o.ids, positions, o.threads);
+    else {
+      if (!o.llamaCppDir) throw new Error('the llama.cpp-f16 reference needs llama.cpp');
+      const path = await gguf('F16');
+      ref = logOf(await llamaCppProbabilities(o.llamaCppDir, path, o.ids, positions, V, o.threads));
+      if (!o.keep && !o.llamacpp.includes('F16')) rmSync(path, { force: true });
+    }
+    writeFileSync(`${refFile}.partial`, new Uint8Array(ref.buffer, ref.byteOffset, ref.byteLength));
+    renameSync(`${refFile}.partial`, refFile);
+  }
+  if (ref.length !== positions.length * V) throw new Error(`${refFile}: ${ref.length} values, expected ${positions.length} x ${V}`);
+
+  const measured = [...o.ours, ...o.llamacpp.filter((f) => f !== 'F16')];
+  const errs = measured.length ? await weightErrorReport(o.llm, formatsByName(measured), { rowsPerMatrix: o.rows ?? 64 }) : undefined;
   const errOf = (name: string) => errs?.formats.find((f) => f.format === name);
   const rows: QualityRow[] = [];
-  mkdirSync(o.work, { recursive: true });
-  for (const name of o.ours) {
-    const dir = join(o.work, name);
-    if (!existsSync(dir)) {
-      log(`quantizing to ${name}`);
-      await quantizeLlm({ llm: o.llm, out: dir, ...nbitsOptions(name) });
+  const result = async (name: string, stack: QualityRow['stack'], measure: () => Promise<Drift>): Promise<void> => {
+    const file = join(o.work, `drift-${name}-vs-${o.reference}-${tag}.json`);
+    let drift: Drift;
+    if (existsSync(file)) drift = JSON.parse(readFileSync(file, 'utf8')) as Drift;
+    else {
+      log(`measuring ${name} (${stack})`);
+      drift = await measure();
+      writeFileSync(file, `${JSON.stringify(drift)}\n`);
     }
-    log(`measuring ${name} (ours)`);
-    const drift = distributionDrift(ref, await ourLogits(dir, o.ids, positions, o.threads), V, 'logits');
-    rows.push({ format: name, stack: 'ours', bits_per_weight: errOf(name)?.bitsPerWeight ?? null, rel_rms: errOf(name)?.relRms ?? null, drift });
+    const e = name === 'F16' ? { bitsPerWeight: 16, relRms: null } : errOf(name);
+    rows.push({ format: name, stack, bits_per_weight: e?.bitsPerWeight ?? null, rel_rms: e?.relRms ?? null, drift });
+  };
+  for (const name of o.ours) {
+    await result(name, 'ours', async () => {
+      const dir = join(o.work, name);
+      if (!existsSync(dir)) {
+        log(`quantizing to ${name}`);
+        await quantizeLlm({ llm: o.llm, out: dir, ...nbitsOptions(name) });
+      }
+      const d = distributionDrift(ref, await ourLogits(dir, o.ids, positions, o.threads), V, 'logits');
+      if (!o.keep) rmSync(dir, { recursive: true, force: true });
+      return d;
+    });
   }
   if (o.llamaCppDir) {
     for (const ftype of o.llamacpp) {
-      const gguf = join(o.work, `${ftype}.gguf`);
-      if (!existsSync(gguf)) {
-        log(`writing the ${ftype} GGUF`);
-        writeGgufFromHf(o.llm, gguf, { ftype });
-      }
-      log(`measuring ${ftype} (llama.cpp)`);
-      const drift = distributionDrift(ref, await llamaCppProbabilities(o.llamaCppDir, gguf, o.ids, positions, V, o.threads), V, 'probabilities');
-      rows.push({ format: ftype, stack: 'llama.cpp', bits_per_weight: ftype === 'F16' ? 16 : errOf(ftype)?.bitsPerWeight ?? null, rel_rms: ftype === 'F16' ? null : errOf(ftype)?.relRms ?? null, drift });
+      await result(ftype, 'llama.cpp', async () => {
+        const path = await gguf(ftype);
+        const d = distributionDrift(ref, await llamaCppProbabilities(o.llamaCppDir!, path, o.ids, positions, V, o.threads), V, 'probabilities');
+        if (!o.keep) rmSync(path, { force: true });
+        return d;
+      });
     }
   }
   return rows;
@@ -166,17 +218,23 @@ export function qualityTable(rows: readonly QualityRow[]): string {
 const isMain = process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href;
 if (isMain) {
   // node dist/bench/format-quality.js --llm HF_DIR --work DIR [--stride 8] [--threads 2] [--rows 64]
-  //   [--ours q4-b32-zp,...] [--llamacpp Q4_0,Q4_K_M,Q8_0,F16] [--cache BENCH_CACHE] [--json]
+  //   [--ours q4-b32-zp,...] [--llamacpp Q4_0,Q4_K_M,Q8_0,F16] [--reference ours|llama.cpp-f16]
+  //   [--keep] [--cache BENCH_CACHE] [--json]
   const { values } = parseArgs({
     options: {
       llm: { type: 'string' }, work: { type: 'string' }, stride: { type: 'string', default: '8' }, threads: { type: 'string', default: '2' },
       rows: { type: 'string', default: '64' }, ours: { type: 'string', default: 'q4-b32-zp,q4-b32-sym,q4-b64-zp,q4-b64-sym,q4-b128-zp,q4-b128-sym,q8-b32-zp' },
       llamacpp: { type: 'string', default: 'F16,Q4_0,Q4_K_M,Q8_0' }, cache: { type: 'string', default: process.env.MGLLAVA_BENCH_CACHE ?? join(tmpdir(), 'mgllava-bench') },
+      reference: { type: 'string', default: 'ours' }, keep: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
     },
   });
+  if (values.reference !== 'ours' && values.reference !== 'llama.cpp-f16') {
+    process.stderr.write('--reference: ours or llama.cpp-f16\n');
+    process.exit(2);
+  }
   if (!values.llm || !values.work) {
-    process.stderr.write('usage: node dist/bench/format-quality.js --llm HF_DIR --work DIR [--stride 8] [--threads 2] [--ours LIST] [--llamacpp LIST] [--json]\n');
+    process.stderr.write('usage: node dist/bench/format-quality.js --llm HF_DIR --work DIR [--stride 8] [--threads 2] [--ours LIST] [--llamacpp LIST] [--reference ours|llama.cpp-f16] [--keep] [--json]\n');
     process.exit(2);
   }
   const { config } = readLlmFolderConfig(values.llm);
@@ -185,6 +243,7 @@ if (isMain) {
   const rows = await formatQuality({
     llm: values.llm, work: values.work, llamaCppDir: setup.ok ? setup.dir : undefined,
     ours: values.ours.split(',').filter(Boolean), llamacpp: values.llamacpp.split(',').filter(Boolean) as (LlamaCppFtype | 'F16')[],
+    reference: values.reference, keep: values.keep,
     stride: Number(values.stride), threads: Number(values.threads), rows: Number(values.rows),
     ids: promptIds(promptLayout(PRESETS.full.workload, config.vocabSize), config.vocabSize),
     log: (m) => process.stderr.write(`${m}\n`),
