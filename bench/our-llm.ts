@@ -1,8 +1,9 @@
 // Which form of the LLM our side runs: the one place to change when the LLM gains a new weight
-// format. Default (`q4`): the 4-bit folder `mgllava quantize --symmetric` writes (MatMulNBits,
-// block 32, a scale per block and values offset by 8: the information llama.cpp's Q4_0 holds, so
-// both sides run the same quantization), made once from the bf16 folder into the cache. `q4-zp`:
-// quantize's default, with a zero point per block (more accurate; decode measured ~15% slower).
+// format. Default (`q4`, = `q4-b32-sym`): the 4-bit folder `mgllava quantize --symmetric` writes
+// (MatMulNBits, block 32, a scale per block and values offset by 8: the information llama.cpp's
+// Q4_0 holds), made once from the bf16 folder into the cache. Any of our formats by name,
+// `q{4,8}-b{32,64,128}-{zp,sym}` (`q4-zp` = `q4-b32-zp`: quantize's default, with a zero point
+// per block); their answer quality against llama.cpp's: bench/format-quality.ts.
 // `float`: the bf16 folder itself (onnxruntime upcasts the matrices to float32 once at load),
 // where it fits in memory.
 
@@ -13,8 +14,18 @@ import { quantizeLlm } from '../src/model/llm/quantize.js';
 import type { BenchModel } from './presets.js';
 import { llmParams } from './llm-files.js';
 
-export type LlmFormat = 'q4' | 'q4-zp' | 'float';
-export const LLM_FORMATS: readonly LlmFormat[] = ['q4', 'q4-zp', 'float'];
+/** `float`, or one of our MatMulNBits formats by name; `q4` and `q4-zp` are the older names of q4-b32-sym and q4-b32-zp. */
+export type LlmFormat = string;
+const ALIASES: Record<string, string> = { q4: 'q4-b32-sym', 'q4-zp': 'q4-b32-zp' };
+
+/** The format's quantizer options (undefined: `float`); throws on a name that is neither. */
+export function parseLlmFormat(f: LlmFormat): { name: string; bits: 4 | 8; blockSize: number; symmetric: boolean } | undefined {
+  if (f === 'float') return undefined;
+  const name = ALIASES[f] ?? f;
+  const m = /^q([48])-b(32|64|128)-(zp|sym)$/.exec(name);
+  if (!m) throw new Error(`--llm-format must be float, q4, q4-zp or q{4,8}-b{32,64,128}-{zp,sym}, got ${f}`);
+  return { name, bits: Number(m[1]) as 4 | 8, blockSize: Number(m[2]), symmetric: m[3] === 'sym' };
+}
 
 export interface OurLlm {
   /** The folder CausalLM.load reads. */
@@ -27,22 +38,22 @@ export interface OurLlm {
 
 /** The LLM as our side runs it; derived folders go into `outDir` (a cache folder). */
 export async function prepareOurLlm(hfFolder: string, outDir: string, m: BenchModel, o: { llmFormat?: LlmFormat; log: (s: string) => void }): Promise<OurLlm> {
-  const format = o.llmFormat ?? 'q4';
-  if (format === 'q4' || format === 'q4-zp') {
-    const symmetric = format === 'q4';
-    const out = join(outDir, `${m.name}-q4-b32${symmetric ? '-sym' : ''}`);
+  const q = parseLlmFormat(o.llmFormat ?? 'q4');
+  if (q) {
+    // (q4-b32-sym and q4-b32-zp keep the folder names they had as q4 and q4-zp)
+    const out = join(outDir, `${m.name}-${q.name === 'q4-b32-zp' ? 'q4-b32' : q.name}`);
     if (!existsSync(out)) {
-      o.log(`quantizing the LLM to 4 bits with mgllava quantize's code into ${out} (once)`);
+      o.log(`quantizing the LLM to ${q.bits} bits with mgllava quantize's code into ${out} (once)`);
       let last = 0;
       await quantizeLlm({
-        llm: hfFolder, out, bits: 4, blockSize: 32, symmetric,
+        llm: hfFolder, out, bits: q.bits, blockSize: q.blockSize, symmetric: q.symmetric,
         onProgress: (done, total) => {
           if (done === total || performance.now() - last > 30_000) { o.log(`  ${done}/${total} tensors`); last = performance.now(); }
         },
       });
     }
-    const kind = symmetric ? 'a scale per block, values offset by 8 (mgllava quantize --symmetric; as Q4_0)' : 'with zero points (mgllava quantize)';
-    return { folder: out, format: `4-bit MatMulNBits, block 32, ${kind}; embedding table bf16` };
+    const kind = q.symmetric ? 'a scale per block, values offset by 8 (mgllava quantize --symmetric; as Q4_0)' : 'with zero points (mgllava quantize)';
+    return { folder: out, format: `${q.bits}-bit MatMulNBits (${q.name}), block ${q.blockSize}, ${kind}; embedding table bf16` };
   }
   const floatFormat = 'bf16 checkpoint, float32 in onnxruntime';
   // float32 copies of the matrices + the bf16 pages they were folded from.

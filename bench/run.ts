@@ -1,5 +1,5 @@
 // `npm run bench [-- --preset full|small] [--json] [--threads N] [--models a,b] [--cache DIR]
-//                 [--llm-format q4|q4-zp|float] [--no-peers] [--no-docs]`
+//                 [--llm-format q4|q4-zp|q{4,8}-b{32,64,128}-{zp,sym}|float] [--no-peers] [--no-docs]`
 // `npm run bench -- --serve [--preset small|full] ...`: the server under load (bench/serve.ts).
 // `npm run bench -- --video [--threads N] [--runs N] [--per-frame]`: 8 video frames' vision side vs PyTorch (bench/video-vision.ts).
 //
@@ -13,7 +13,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, defaultCache, runBench } from './orchestrate.js';
 import { PRESETS, Preset } from './presets.js';
-import { LLM_FORMATS, LlmFormat } from './our-llm.js';
+import { LlmFormat, parseLlmFormat } from './our-llm.js';
 import { detailTable, ratioTable, writeDocs } from './report.js';
 import { runServeBench } from './serve.js';
 
@@ -48,8 +48,8 @@ function parseArgs(argv: string[]) {
       case '--python': o.python = value(); break;
       case '--llm-format': {
         const f = value();
-        if (!(LLM_FORMATS as readonly string[]).includes(f)) throw new Error(`--llm-format must be one of ${LLM_FORMATS.join(', ')}, got ${f}`);
-        o.llmFormat = f as LlmFormat;
+        parseLlmFormat(f);
+        o.llmFormat = f;
         break;
       }
       default: throw new Error(`unknown option ${a}`);
