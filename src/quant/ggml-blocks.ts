@@ -307,18 +307,21 @@ function q4_K(x: Float32Array, o: Uint8Array, dv: DataView, at: number): void {
   quantizeKScaleMin(x, o, dv, at, 15, -1, 20);
   for (let c = 0; c < 4; c++) for (let l = 0; l < 32; l++) o[16 + 32 * c + l] = kL[64 * c + l]! | (kL[64 * c + 32 + l]! << 4);
 }
-function dq4_K(o: Uint8Array, dv: DataView, at: number, y: Float32Array): void {
+/** Q4_K and Q5_K: x = d sc_j q - dmin m_j, with `level(c, l, second)` reading value 64c + l (+ 32 if second). */
+function dequantizeKScaleMin(o: Uint8Array, dv: DataView, at: number, y: Float32Array, level: (c: number, l: number, second: boolean) => number): void {
   const d = fromHalf(dv.getUint16(at, true));
   const dmin = fromHalf(dv.getUint16(at + 2, true));
   for (let c = 0; c < 4; c++) {
     const [s1, m1] = scaleMinK4(o, 4, 2 * c);
     const [s2, m2] = scaleMinK4(o, 4, 2 * c + 1);
     for (let l = 0; l < 32; l++) {
-      const b = o[16 + 32 * c + l]!;
-      y[64 * c + l] = d * s1 * (b & 15) - dmin * m1;
-      y[64 * c + 32 + l] = d * s2 * (b >> 4) - dmin * m2;
+      y[64 * c + l] = d * s1 * level(c, l, false) - dmin * m1;
+      y[64 * c + 32 + l] = d * s2 * level(c, l, true) - dmin * m2;
     }
   }
+}
+function dq4_K(o: Uint8Array, dv: DataView, at: number, y: Float32Array): void {
+  dequantizeKScaleMin(o, dv, at, y, (c, l, second) => (second ? o[16 + 32 * c + l]! >> 4 : o[16 + 32 * c + l]! & 15));
 }
 
 function q5_K(x: Float32Array, o: Uint8Array, dv: DataView, at: number): void {
@@ -334,18 +337,11 @@ function q5_K(x: Float32Array, o: Uint8Array, dv: DataView, at: number): void {
   }
 }
 function dq5_K(o: Uint8Array, dv: DataView, at: number, y: Float32Array): void {
-  const d = fromHalf(dv.getUint16(at, true));
-  const dmin = fromHalf(dv.getUint16(at + 2, true));
-  for (let c = 0; c < 4; c++) {
-    const [s1, m1] = scaleMinK4(o, 4, 2 * c);
-    const [s2, m2] = scaleMinK4(o, 4, 2 * c + 1);
-    for (let l = 0; l < 32; l++) {
-      const b = o[48 + 32 * c + l]!;
-      const h = o[16 + l]!;
-      y[64 * c + l] = d * s1 * ((b & 15) | (((h >> (2 * c)) & 1) << 4)) - dmin * m1;
-      y[64 * c + 32 + l] = d * s2 * ((b >> 4) | (((h >> (2 * c + 1)) & 1) << 4)) - dmin * m2;
-    }
-  }
+  dequantizeKScaleMin(o, dv, at, y, (c, l, second) => {
+    const b = o[48 + 32 * c + l]!;
+    const high = (o[16 + l]! >> (2 * c + (second ? 1 : 0))) & 1;
+    return (second ? b >> 4 : b & 15) | (high << 4);
+  });
 }
 
 /**
