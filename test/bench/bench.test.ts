@@ -203,6 +203,9 @@ test('a tiny-preset run without peers reports every ratio, nulls for the peers, 
   assert.ok(!('skipped' in m.ours.vision) && !('skipped' in m.ours.llm), JSON.stringify(m.ours));
   assert.ok(typeof m.ratios.decode_vs_ceiling === 'number' && m.ratios.decode_vs_ceiling > 0);
   assert.ok(typeof m.ratios.peak_rss_vs_weights === 'number' && m.ratios.peak_rss_vs_weights > 0);
+  // a new image's first token: our vision side plus our LLM's time to the first token
+  const v = m.ours.vision as { encode_s: number; objects_s: number };
+  assert.equal(m.ratios.ttft_new_image_s, v.encode_s + v.objects_s + (m.ours.llm as LlmTimes).ttft_s);
   assert.equal(m.ours.llm.decode_tokens, PRESETS.tiny.workload.decodeTokens);
   // Two rounds: both runs kept, and the reported one is their best per measure.
   const runs = m.ours.llm_runs!.filter((r): r is LlmTimes => !('skipped' in r));
