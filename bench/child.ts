@@ -7,6 +7,8 @@ import { measureOursLlm, measureOursVision, packOurs } from './measure-ours.js';
 import { measureLlamaCpp } from './peer-llamacpp.js';
 import { Workload } from './presets.js';
 import { TrainJob, measureOursTrain } from './train-step.js';
+import { QualityOptions, formatQuality } from './format-quality.js';
+import { promptIds, promptLayout } from './workload.js';
 
 export type Job =
   | { kind: 'bandwidth'; threads: number; bytes: number }
@@ -14,6 +16,7 @@ export type Job =
   | { kind: 'ours-llm'; llm: string; threads: number; workload: Workload; packedCache: string }
   | { kind: 'ours-pack'; model?: string; llm?: string; threads: number; packedCache: string }
   | { kind: 'llamacpp'; dir: string; gguf: string; vocab: number; threads: number; workload: Workload; flashAttention: boolean }
+  | { kind: 'quality'; options: Omit<QualityOptions, 'ids' | 'log'>; vocab: number; workload: Workload }
   | TrainJob;
 
 async function run(job: Job): Promise<unknown> {
@@ -24,6 +27,9 @@ async function run(job: Job): Promise<unknown> {
     case 'ours-pack': return packOurs(job);
     case 'llamacpp': return measureLlamaCpp(job.dir, job.gguf, job.vocab, job.threads, job.workload, job.flashAttention);
     case 'ours-train': return measureOursTrain(job);
+    case 'quality': return formatQuality({
+      ...job.options, ids: promptIds(promptLayout(job.workload, job.vocab), job.vocab), log: (m) => process.stderr.write(`  ${m}\n`),
+    });
   }
 }
 

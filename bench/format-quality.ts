@@ -115,6 +115,8 @@ export interface QualityOptions {
   rows?: number;
   /** keep each format's folder or GGUF after measuring it (default: removed, a 7B one is 4-13 GB) */
   keep?: boolean;
+  /** folders or GGUFs already written for some formats (by name): used as they are, never removed */
+  prebuilt?: Readonly<Record<string, string>>;
   ids: readonly number[];
   log?: (m: string) => void;
 }
@@ -140,7 +142,7 @@ export async function formatQuality(o: QualityOptions): Promise<QualityRow[]> {
   mkdirSync(o.work, { recursive: true });
   const tag = `${o.ids.length}x${o.stride}`;
   const gguf = async (ftype: LlamaCppFtype | 'F16'): Promise<string> => {
-    const path = join(o.work, `${ftype}.gguf`);
+    const path = o.prebuilt?.[ftype] ?? join(o.work, `${ftype}.gguf`);
     if (!existsSync(path)) {
       log(`writing the ${ftype} GGUF`);
       writeGgufFromHf(o.llm, path, { ftype });
@@ -158,7 +160,7 @@ export async function formatQuality(o: QualityOptions): Promise<QualityRow[]> {
       if (!o.llamaCppDir) throw new Error('the llama.cpp-f16 reference needs llama.cpp');
       const path = await gguf('F16');
       ref = logOf(await llamaCppProbabilities(o.llamaCppDir, path, o.ids, positions, V, o.threads));
-      if (!o.keep && !o.llamacpp.includes('F16')) rmSync(path, { force: true });
+      if (!o.keep && !o.llamacpp.includes('F16') && !o.prebuilt?.F16) rmSync(path, { force: true });
     }
     writeFileSync(`${refFile}.partial`, new Uint8Array(ref.buffer, ref.byteOffset, ref.byteLength));
     renameSync(`${refFile}.partial`, refFile);
@@ -183,13 +185,13 @@ export async function formatQuality(o: QualityOptions): Promise<QualityRow[]> {
   };
   for (const name of o.ours) {
     await result(name, 'ours', async () => {
-      const dir = join(o.work, name);
+      const dir = o.prebuilt?.[name] ?? join(o.work, name);
       if (!existsSync(dir)) {
         log(`quantizing to ${name}`);
         await quantizeLlm({ llm: o.llm, out: dir, ...nbitsOptions(name) });
       }
       const d = distributionDrift(ref, await ourLogits(dir, o.ids, positions, o.threads), V, 'logits');
-      if (!o.keep) rmSync(dir, { recursive: true, force: true });
+      if (!o.keep && !o.prebuilt?.[name]) rmSync(dir, { recursive: true, force: true });
       return d;
     });
   }
@@ -198,7 +200,7 @@ export async function formatQuality(o: QualityOptions): Promise<QualityRow[]> {
       await result(ftype, 'llama.cpp', async () => {
         const path = await gguf(ftype);
         const d = distributionDrift(ref, await llamaCppProbabilities(o.llamaCppDir!, path, o.ids, positions, V, o.threads), V, 'probabilities');
-        if (!o.keep) rmSync(path, { force: true });
+        if (!o.keep && !o.prebuilt?.[ftype]) rmSync(path, { force: true });
         return d;
       });
     }

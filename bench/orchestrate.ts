@@ -20,7 +20,8 @@ import { readGgufHeader, GGML_TYPE, ggmlBytes, GgmlType } from './gguf.js';
 import { llmParams, writeGgufFromHf, writeRandomLlm } from './llm-files.js';
 import type { TrainTimes } from './train-step.js';
 import { LlmTimes, PackTimes, VisionTimes, benchImage } from './measure-ours.js';
-import { LlmFormat, prepareOurLlm } from './our-llm.js';
+import { LlmFormat, parseLlmFormat, prepareOurLlm } from './our-llm.js';
+import type { QualityRow } from './format-quality.js';
 import { LlamaCppTimes, setupLlamaCpp } from './peer-llamacpp.js';
 import { BenchModel, PRESETS, Preset } from './presets.js';
 import { Ratios, bestOf, ratios } from './report.js';
@@ -90,6 +91,8 @@ export interface ModelResult {
     flash_off_runs?: (LlamaCppTimes | Skipped)[];
     flash_on_runs?: (LlamaCppTimes | Skipped)[];
   };
+  /** Answer quality of our format and llama.cpp's Q4_0 and Q4_K_M against the float model (bench/format-quality.ts). */
+  quality?: QualityRow[] | Skipped;
   ratios: Ratios;
 }
 
@@ -352,6 +355,25 @@ async function benchModel(m: BenchModel, o: BenchOptions): Promise<ModelResult> 
     });
   }
 
+  // Answer quality of the formats raced, on the same weights (results kept in the cache: only a
+  // format not yet measured costs time).
+  let quality: QualityRow[] | Skipped | undefined;
+  const ourQ = ourLlm.skipped ? undefined : parseLlmFormat(o.llmFormat ?? 'q4');
+  if (ourQ) {
+    const fits = llmParams(m.llm) * 6 < 0.8 * totalmem();
+    if (!fits && lcDir === undefined) quality = { skipped: 'the float reference needs llama.cpp (F16) or more memory than this machine has' };
+    else {
+      o.log(`[${m.name}] answer quality of ${ourQ.name}${lcDir ? ', Q4_0 and Q4_K_M' : ''} against the float model`);
+      quality = child<QualityRow[]>({
+        kind: 'quality', vocab: cfg.vocabSize, workload: w,
+        options: {
+          llm: files.llm, work: join(files.llmCache, 'quality'), llamaCppDir: lcDir, ours: [ourQ.name], llamacpp: lcDir ? ['Q4_0', 'Q4_K_M'] : [],
+          reference: fits ? 'ours' : 'llama.cpp-f16', stride: 8, threads: o.threads, prebuilt: { [ourQ.name]: ourLlm.folder },
+        },
+      }, o.log);
+    }
+  }
+
   // PyTorch last: right after its run (7 GiB), our decode measured 5.9 tok/s on the Phi-3 shape
   // against 8.8-10.0 without it before (page faults ruled out); nothing is measured after it now.
   o.log(`[${m.name}] PyTorch vision side`);
@@ -372,6 +394,7 @@ async function benchModel(m: BenchModel, o: BenchOptions): Promise<ModelResult> 
     torch,
     ...(training ? { training } : {}),
     llamacpp,
+    ...(quality ? { quality } : {}),
   };
   return { ...result, ratios: ratios(result) };
 }

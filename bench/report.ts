@@ -6,6 +6,7 @@ import type { ModelResult, Report, Skipped } from './orchestrate.js';
 import type { LlamaCppTimes } from './peer-llamacpp.js';
 import type { Bandwidth } from './bandwidth.js';
 import type { LlmTimes, PackTimes } from './measure-ours.js';
+import { type QualityRow, qualityTable } from './format-quality.js';
 
 export interface Ratios {
   /** Ours / PyTorch time for the whole vision side: both towers, fusion, projector, object features. */
@@ -41,6 +42,11 @@ export interface Ratios {
    * 3.8B shape).
    */
   ttft_new_image_s: number | null;
+  /**
+   * Mean next-token KL of our format against the float model / that of llama.cpp's Q4_0 on the
+   * same weights and prompt (bench/format-quality.ts): <= 1 means at least as accurate.
+   */
+  kl_vs_q4_0: number | null;
 }
 
 /** What the issue asks of each ratio, for the printed table. */
@@ -51,6 +57,7 @@ export const TARGETS: Partial<Record<keyof Ratios, string>> = {
   decode_vs_llamacpp: '>= 1.0',
   prefill_vs_llamacpp: '>= 1.0',
   ttft_new_image_s: '<= 15 (3.8b, moonshot)',
+  kl_vs_q4_0: '<= 1',
   load_vs_llamacpp: '<= 1.5',
   decode_vs_ceiling: '>= 0.7',
   peak_rss_vs_weights: '<= 1.25',
@@ -116,7 +123,15 @@ export function ratios(r: Omit<ModelResult, 'ratios'>): Ratios {
     train_step_stage1_vs_torch: trainRatio(r, 'stage1'),
     train_step_stage2_vs_torch: trainRatio(r, 'stage2'),
     ttft_new_image_s: v && l ? v.encode_s + v.objects_s + l.ttft_s : null,
+    kl_vs_q4_0: klVsQ4_0(r),
   };
+}
+
+function klVsQ4_0(r: Omit<ModelResult, 'ratios'>): number | null {
+  const rows = ok<QualityRow[]>(r.quality);
+  const ours = rows?.find((x) => x.stack === 'ours');
+  const q40 = rows?.find((x) => x.format === 'Q4_0');
+  return div(ours?.drift.meanKl, q40?.drift.meanKl);
 }
 
 function trainRatio(r: Omit<ModelResult, 'ratios'>, stage: 'stage1' | 'stage2'): number | null {
@@ -216,7 +231,13 @@ export function markdown(rep: Report): string {
     '',
     ratioTable(rep),
     '',
-    ...Object.entries(rep.models).flatMap(([n, r]) => [detailTable(n, r), '']),
+    ...Object.entries(rep.models).flatMap(([n, r]) => {
+      const q = ok<QualityRow[]>(r.quality);
+      const qWhy = why(r.quality);
+      return [detailTable(n, r), '',
+        ...(q ? [`Answer quality (${n}): each format against the float model, the prompt's every 8th position (bench/format-quality.ts):`, '', qualityTable(q), ''] : []),
+        ...(qWhy ? [`Answer quality (${n}): ${qWhy}`, ''] : [])];
+    }),
   ].join('\n');
 }
 

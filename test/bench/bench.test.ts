@@ -203,6 +203,11 @@ test('a tiny-preset run without peers reports every ratio, nulls for the peers, 
   assert.ok(!('skipped' in m.ours.vision) && !('skipped' in m.ours.llm), JSON.stringify(m.ours));
   assert.ok(typeof m.ratios.decode_vs_ceiling === 'number' && m.ratios.decode_vs_ceiling > 0);
   assert.ok(typeof m.ratios.peak_rss_vs_weights === 'number' && m.ratios.peak_rss_vs_weights > 0);
+  // answer quality without peers: our format against the float model, no Q4_0 to compare with
+  const q = m.quality as { format: string; stack: string; drift: { meanKl: number; top1Agreement: number } }[];
+  assert.deepEqual(q.map((x) => [x.format, x.stack]), [['q4-b32-sym', 'ours']]);
+  assert.ok(q[0]!.drift.meanKl > 0 && q[0]!.drift.top1Agreement > 0, JSON.stringify(q));
+  assert.equal(m.ratios.kl_vs_q4_0, null);
   // a new image's first token: our vision side plus our LLM's time to the first token
   const v = m.ours.vision as { encode_s: number; objects_s: number };
   assert.equal(m.ratios.ttft_new_image_s, v.encode_s + v.objects_s + (m.ours.llm as LlmTimes).ttft_s);
