@@ -13,7 +13,7 @@ import { promptIds, promptLayout } from './workload.js';
 export type Job =
   | { kind: 'bandwidth'; threads: number; bytes: number }
   | { kind: 'ours-vision'; model: string; image: string; threads: number; workload: Workload; inputsFile: string; packedCache: string }
-  | { kind: 'ours-llm'; llm: string; threads: number; workload: Workload; packedCache: string }
+  | { kind: 'ours-llm'; llm: string; threads: number; workload: Workload; packedCache: string | false }
   | { kind: 'ours-pack'; model?: string; llm?: string; threads: number; packedCache: string }
   | { kind: 'llamacpp'; dir: string; gguf: string; vocab: number; threads: number; workload: Workload; flashAttention: boolean }
   | { kind: 'quality'; options: Omit<QualityOptions, 'ids' | 'log'>; vocab: number; workload: Workload }

@@ -86,7 +86,7 @@ export interface LlmTimes {
  * Loads the LLM folder, prefills the multimodal prompt (text embedded by the model, image and box
  * tokens as random projector-like embeddings) in one run, then decodes greedily.
  */
-export async function measureOursLlm(llmDir: string, threads: number, w: Workload, packedCache: string): Promise<LlmTimes> {
+export async function measureOursLlm(llmDir: string, threads: number, w: Workload, packedCache: string | false): Promise<LlmTimes> {
   let t0 = performance.now();
   const lm = await CausalLM.load(llmDir, { threads, packedCache });
   const load = seconds(t0);

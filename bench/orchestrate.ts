@@ -208,7 +208,8 @@ function measure<T>(label: string, cmd: string, args: string[], log: (m: string)
  */
 const benchEnv = (extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv => ({ ...(tunedMallocEnv(process.env) ?? process.env), ...extra });
 
-const child = <T>(job: Job, log: (m: string) => void) => measure<T>(job.kind, process.execPath, [CHILD, JSON.stringify(job)], log, benchEnv());
+/** One bench child (bench/child.ts) with the bench's environment. */
+export const child = <T>(job: Job, log: (m: string) => void) => measure<T>(job.kind, process.execPath, [CHILD, JSON.stringify(job)], log, benchEnv());
 
 const TORCH_HINT = 'install Debian\'s python3-torch python3-torchvision libopenblas0-pthread (apt-get install python3-torch python3-torchvision libopenblas0-pthread)';
 
