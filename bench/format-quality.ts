@@ -2,7 +2,8 @@
 // next-token distributions of each quantized model against the float model's, at every
 // `stride`-th prompt position (src/quant/drift.ts).
 //
-// - the reference: our engine on the bf16 folder (float32 compute, weights exact);
+// - the reference: our engine on the bf16 folder (float32 compute, weights exact), or, where
+//   float32 weights do not fit in memory, llama.cpp on an F16 GGUF (QualityOptions.reference);
 // - our formats: our engine on the folder `mgllava quantize` writes (MatMulNBits, accuracy
 //   level 4: what users run);
 // - llama.cpp's: llama.cpp itself on the GGUF bench/llm-files.ts writes (its own kernels and
