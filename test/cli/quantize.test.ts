@@ -75,7 +75,7 @@ const bad: Bad[] = [
   { name: '--bits 3', args: () => ['--llm', join(TINY, 'llm'), '--out', join(tmp, 'b3'), '--bits', '3'], error: /option '--bits <n>' argument '3' is invalid\. expected 4 or 8/ },
   { name: '--block-size 24', args: () => ['--llm', join(TINY, 'llm'), '--out', join(tmp, 'b24'), '--block-size', '24'], error: /expected a power of two, at least 16/ },
   { name: '--out exists', args: () => ['--llm', join(TINY, 'llm'), '--out', tmp], error: /already exists/ },
-  { name: 'no --out', args: () => ['--llm', join(TINY, 'llm')], error: /required option '--out <dir>' not specified/ },
+  { name: 'no --out', args: () => ['--llm', join(TINY, 'llm')], error: /missing --out \(the folder to create\), or give --report/ },
   { name: '--llm not a folder', args: () => ['--llm', join(TINY, 'example.jpg'), '--out', join(tmp, 'x')], error: /not an LLM folder \(--llm\)/ },
   { name: '--checkpoint missing', args: () => ['--llm', join(TINY, 'llm'), '--checkpoint', join(tmp, 'none.pth'), '--out', join(tmp, 'x')], error: /none\.pth: no such file/ },
 ];
