@@ -41,7 +41,7 @@ export function nbitsFormat(bits: NBits, blockSize: number, symmetric: boolean, 
   const name = `q${bits}-b${blockSize}-${symmetric ? 'sym' : 'zp'}${scaleDtype === 'f16' ? '-f16' : ''}`;
   return {
     name,
-    typeOf: () => name,
+    typeOf: () => `MatMulNBits ${bits}-bit`,
     roundTrip: (rows, n, K) => dequantizeNBits(quantizeNBits(rows, n, K, o)),
     bytes: (N, K) => {
       const nb = nBlocks(K, blockSize);
