@@ -220,14 +220,18 @@ export interface GgufWeights {
 const FILE_TYPE: Record<GgufWeights['ftype'], number> = { F16: 1, Q4_0: 2, Q8_0: 7, Q4_K_M: 15 };
 const BASE_TYPE: Record<LlamaCppFtype, GgmlBlockType> = { Q4_0: 'Q4_0', Q8_0: 'Q8_0', Q4_K_M: 'Q4_K' };
 
-/** The storage type of one HF tensor of `shape` in a GGUF of `w`. */
-export function ggufTensorType(key: string, shape: readonly number[], layers: number, w: GgufWeights): GgmlType {
+/**
+ * The storage type of one HF tensor of `shape` in a GGUF of `w`; with tied embeddings the token
+ * embedding is also the output head and gets the head's type, as llama.cpp gives it.
+ */
+export function ggufTensorType(key: string, shape: readonly number[], layers: number, w: GgufWeights, tied = false): GgmlType {
   if (shape.length !== 2) return 'F32';
   if (w.ftype === 'F16') return 'F16';
   const K = shape[1]!;
+  const embed = key === 'model.embed_tokens.weight';
   let t: GgmlType;
-  if (w.pure || key === 'model.embed_tokens.weight') t = BASE_TYPE[w.ftype];
-  else t = llamaCppType(w.ftype, matrixRole(key, layers), K);
+  if (w.pure || (embed && !tied)) t = BASE_TYPE[w.ftype];
+  else t = llamaCppType(w.ftype, embed ? { kind: 'head', layers } : matrixRole(key, layers), K);
   if (t === 'Q4_K' && K % 256 !== 0) t = 'Q5_0'; // llama.cpp's fallback for the embedding
   return t !== 'F16' && K % GGML_BLOCK[t].values !== 0 ? 'F16' : t;
 }
@@ -267,7 +271,7 @@ export function writeGgufFromHf(hfDir: string, out: string, weights: GgufWeights
     if (!name) continue;
     const ref = store.get(key)!;
     const shape = [...ref.shape];
-    const type = ggufTensorType(key, shape, c.layers, weights);
+    const type = ggufTensorType(key, shape, c.layers, weights, c.tieWordEmbeddings);
     const permute = a === 'llama' && /attn_[qk]\.weight$/.test(name) ? (name.endsWith('attn_q.weight') ? c.heads : c.kvHeads) : 0;
     tensors.push({
       name, shape, type,

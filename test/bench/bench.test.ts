@@ -14,7 +14,7 @@ import { readBytes, readF32 } from '../../src/weights/types.js';
 import { f16ToF32 } from '../../src/core/tensor.js';
 import { GGML_TYPE, fromHalf, readGgufHeader, toHalf } from '../../bench/gguf.js';
 import { dequantizeGgml, quantizeGgml } from '../../src/quant/ggml-blocks.js';
-import { writeGgufFromHf, writeRandomLlm } from '../../bench/llm-files.js';
+import { ggufTensorType, writeGgufFromHf, writeRandomLlm } from '../../bench/llm-files.js';
 import { runBench } from '../../bench/orchestrate.js';
 import { bestOf, ratios, writeDocs } from '../../bench/report.js';
 import type { LlmTimes } from '../../bench/measure-ours.js';
@@ -157,6 +157,10 @@ test('GGUF in llama.cpp\'s Q4_K_M from a random LLM folder: its per-tensor types
   assert.equal(type('output.weight'), GGML_TYPE.Q6_K);
   assert.equal(type('token_embd.weight'), GGML_TYPE.Q4_K);
   assert.equal(type('output_norm.weight'), GGML_TYPE.F32);
+  // tied embeddings: the token embedding is the head too, and gets its type
+  assert.equal(ggufTensorType('model.embed_tokens.weight', [32064, 256], 4, { ftype: 'Q4_K_M' }, true), 'Q6_K');
+  assert.equal(ggufTensorType('model.embed_tokens.weight', [32064, 256], 4, { ftype: 'Q4_K_M' }), 'Q4_K');
+  assert.equal(ggufTensorType('model.embed_tokens.weight', [32064, 256], 4, { ftype: 'Q4_0', pure: true }, true), 'Q4_0');
   const file = readFileSync(path);
   const store = openWeights(dir);
   for (const [name, hf, t] of [['blk.3.ffn_down.weight', 'model.layers.3.mlp.down_proj.weight', 'Q6_K'], ['blk.0.ffn_up.weight', 'model.layers.0.mlp.up_proj.weight', 'Q4_K']] as const) {
