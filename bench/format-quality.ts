@@ -21,7 +21,7 @@ import { CausalLM, readLlmFolderConfig } from '../src/model/llm/causal-lm.js';
 import { quantizeLlm } from '../src/model/llm/quantize.js';
 import { Drift, distributionDrift } from '../src/quant/drift.js';
 import { weightErrorReport } from '../src/quant/error-report.js';
-import { LlamaCppFtype, formatsByName } from '../src/quant/formats.js';
+import { LlamaCppFtype, formatsByName, parseNBitsName } from '../src/quant/formats.js';
 import { writeGgufFromHf } from './llm-files.js';
 import { LLAMA_ENV, setupLlamaCpp } from './peer-llamacpp.js';
 import { PRESETS } from './presets.js';
@@ -124,9 +124,9 @@ export interface QualityOptions {
 
 /** Our format name -> quantizeLlm options (`q{bits}-b{block}-{zp|sym}`; fp16 scales have no engine path yet). */
 function nbitsOptions(name: string): { bits: 4 | 8; blockSize: number; symmetric: boolean } {
-  const m = /^q([48])-b(\d+)-(zp|sym)$/.exec(name);
-  if (!m) throw new Error(`${name}: not one of our runnable formats (q{4,8}-b{32,64,128}-{zp,sym})`);
-  return { bits: Number(m[1]) as 4 | 8, blockSize: Number(m[2]), symmetric: m[3] === 'sym' };
+  const o = parseNBitsName(name);
+  if (!o) throw new Error(`${name}: not one of our runnable formats (q{4,8}-b{32,64,128}-{zp,sym})`);
+  return o;
 }
 
 /** log-probabilities from probabilities (a 0 as 1e-30), usable as logits. */

@@ -11,6 +11,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { totalmem } from 'node:os';
 import { quantizeLlm } from '../src/model/llm/quantize.js';
+import { parseNBitsName } from '../src/quant/formats.js';
 import type { BenchModel } from './presets.js';
 import { llmParams } from './llm-files.js';
 
@@ -22,9 +23,9 @@ const ALIASES: Record<string, string> = { q4: 'q4-b32-sym', 'q4-zp': 'q4-b32-zp'
 export function parseLlmFormat(f: LlmFormat): { name: string; bits: 4 | 8; blockSize: number; symmetric: boolean } | undefined {
   if (f === 'float') return undefined;
   const name = ALIASES[f] ?? f;
-  const m = /^q([48])-b(32|64|128)-(zp|sym)$/.exec(name);
-  if (!m) throw new Error(`--llm-format must be float, q4, q4-zp or q{4,8}-b{32,64,128}-{zp,sym}, got ${f}`);
-  return { name, bits: Number(m[1]) as 4 | 8, blockSize: Number(m[2]), symmetric: m[3] === 'sym' };
+  const o = parseNBitsName(name);
+  if (!o || ![32, 64, 128].includes(o.blockSize)) throw new Error(`--llm-format must be float, q4, q4-zp or q{4,8}-b{32,64,128}-{zp,sym}, got ${f}`);
+  return { name, ...o };
 }
 
 export interface OurLlm {

@@ -1,6 +1,8 @@
 // Element types and host tensors shared by weights, graphs and the runtime.
 // DType names are the safetensors spellings; ONNX codes are the TensorProto.DataType values.
 
+import { fromHalf } from '../quant/half.js';
+
 /** U4: unsigned 4-bit integers, two per byte (low nibble first), as ONNX's UINT4; graphs only. */
 export type DType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL' | 'U4';
 
@@ -44,13 +46,7 @@ export function bf16ToF32(src: Uint8Array): Float32Array {
 export function f16ToF32(src: Uint8Array): Float32Array {
   const n = src.length >> 1;
   const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    const h = src[2 * i]! | (src[2 * i + 1]! << 8);
-    const s = h & 0x8000 ? -1 : 1;
-    const e = (h >> 10) & 0x1f;
-    const m = h & 0x3ff;
-    out[i] = e === 0 ? s * m * 2 ** -24 : e === 31 ? (m ? NaN : s * Infinity) : s * (1 + m / 1024) * 2 ** (e - 15);
-  }
+  for (let i = 0; i < n; i++) out[i] = fromHalf(src[2 * i]! | (src[2 * i + 1]! << 8));
   return out;
 }
 

@@ -35,6 +35,12 @@ export interface WeightFormat {
   bytes(N: number, K: number, role: MatrixRole): number;
 }
 
+/** `q{bits}-b{block}-{zp|sym}` -> quantizer options; undefined for any other name. */
+export function parseNBitsName(name: string): { bits: NBits; blockSize: number; symmetric: boolean } | undefined {
+  const m = /^q([48])-b(\d+)-(zp|sym)$/.exec(name);
+  return m ? { bits: Number(m[1]) as NBits, blockSize: Number(m[2]), symmetric: m[3] === 'sym' } : undefined;
+}
+
 /** Our MatMulNBits formats. */
 export function nbitsFormat(bits: NBits, blockSize: number, symmetric: boolean, scaleDtype: 'f32' | 'f16' = 'f32'): WeightFormat {
   const o: NBitsOptions = { bits, blockSize, symmetric, scaleDtype };
