@@ -1,5 +1,5 @@
 // `npm run bench`: prepares each model of a preset once in the cache folder (random weights: the
-// MG-LLaVA folder, the LLM in the HF layout, its Q4_0 GGUF), then runs every measurement in a
+// MG-LLaVA folder, the LLM in the HF layout, its Q4_0 and Q4_K_M GGUFs), then runs every measurement in a
 // child process of its own, one after the other, and gathers the numbers and ratios.
 
 import { spawnSync } from 'node:child_process';
@@ -20,7 +20,7 @@ import { readGgufHeader, GGML_TYPE, ggmlBytes, GgmlType } from './gguf.js';
 import { llmParams, writeGgufFromHf, writeRandomLlm } from './llm-files.js';
 import type { TrainTimes } from './train-step.js';
 import { LlmTimes, PackTimes, VisionTimes, benchImage } from './measure-ours.js';
-import { LlmFormat, parseLlmFormat, prepareOurLlm } from './our-llm.js';
+import { DEFAULT_LLM_FORMAT, LlmFormat, parseLlmFormat, prepareOurLlm } from './our-llm.js';
 import type { QualityRow } from './format-quality.js';
 import { LlamaCppTimes, setupLlamaCpp } from './peer-llamacpp.js';
 import { BenchModel, PRESETS, Preset } from './presets.js';
@@ -81,20 +81,30 @@ export interface ModelResult {
   torch: TorchTimes | Skipped;
   /** One training step (forward, backward, AdamW) per stage: ours and PyTorch's on the same batch. */
   training?: Partial<Record<'stage1' | 'stage2', { ours: TrainTimes | Skipped; torch: TorchTrainTimes | Skipped }>>;
-  llamacpp: {
-    flash_off: LlamaCppTimes | Skipped;
-    flash_on: LlamaCppTimes | Skipped;
-    gguf_bytes?: number;
-    decode_bytes_per_token?: number;
-    bandwidth_off?: Bandwidth | Skipped;
-    bandwidth_on?: Bandwidth | Skipped;
-    flash_off_runs?: (LlamaCppTimes | Skipped)[];
-    flash_on_runs?: (LlamaCppTimes | Skipped)[];
-  };
+  /** llama.cpp on its Q4_0 GGUF (the race at equal quality). */
+  llamacpp: LlamaCppRace;
+  /** llama.cpp on its Q4_K_M GGUF (its usual recommendation: more bits, less error). */
+  llamacpp_q4_k_m?: LlamaCppRace;
   /** Answer quality of our format and llama.cpp's Q4_0 and Q4_K_M against the float model (bench/format-quality.ts). */
   quality?: QualityRow[] | Skipped;
   ratios: Ratios;
 }
+
+/** One llama.cpp file type raced: its best runs with flash attention off and on. */
+export interface LlamaCppRace {
+  flash_off: LlamaCppTimes | Skipped;
+  flash_on: LlamaCppTimes | Skipped;
+  gguf_bytes?: number;
+  decode_bytes_per_token?: number;
+  bandwidth_off?: Bandwidth | Skipped;
+  bandwidth_on?: Bandwidth | Skipped;
+  flash_off_runs?: (LlamaCppTimes | Skipped)[];
+  flash_on_runs?: (LlamaCppTimes | Skipped)[];
+}
+
+/** The llama.cpp file types the bench races, each written with llama.cpp's own per-tensor choices. */
+export const RACED_FTYPES = ['Q4_0', 'Q4_K_M'] as const;
+export type RacedFtype = (typeof RACED_FTYPES)[number];
 
 export interface Report {
   command: string;
@@ -129,9 +139,10 @@ export interface ModelFiles {
   mg: string;
   /** The bf16 LLM folder in the HF layout. */
   llm: string;
-  /** Where files derived from the LLM go (the GGUF, the 4-bit folder). */
+  /** Where files derived from the LLM go (the GGUFs, the 4-bit folder). */
   llmCache: string;
-  gguf?: string;
+  /** The GGUFs llama.cpp races on (with peers). */
+  ggufs?: Partial<Record<RacedFtype, string>>;
   /** The exact vision inputs our run used, for the PyTorch peer. */
   inputs: string;
 }
@@ -151,12 +162,17 @@ export function prepareFiles(m: BenchModel, o: BenchOptions): ModelFiles {
     files = { mg: join(v, 'mg'), llm: join(llmCache, 'hf'), llmCache, inputs: join(o.cache, `inputs-${m.name}.safetensors`) };
   }
   if (o.peers) {
-    const gguf = join(files.llmCache, `${m.name}-q4_0.gguf`);
-    if (!existsSync(gguf)) {
-      o.log(`writing the Q4_0 GGUF for llama.cpp to ${gguf} (once)`);
-      writeGgufFromHf(files.llm, gguf);
+    // As `llama-quantize` writes them (the output in Q6_K or Q8_0, Q4_K_M's Q5_K/Q6_K layers);
+    // the quality table measures the same files.
+    files.ggufs = {};
+    for (const ftype of RACED_FTYPES) {
+      const gguf = join(files.llmCache, `${m.name}-${ftype}.gguf`);
+      if (!existsSync(gguf)) {
+        o.log(`writing the ${ftype} GGUF for llama.cpp to ${gguf} (once)`);
+        writeGgufFromHf(files.llm, gguf, { ftype });
+      }
+      files.ggufs[ftype] = gguf;
     }
-    files.gguf = gguf;
   }
   return files;
 }
@@ -312,27 +328,31 @@ async function benchModel(m: BenchModel, o: BenchOptions): Promise<ModelResult> 
   let llmPack: PackTimes | Skipped | undefined;
   if (ourLlm.skipped) o.log(`[${m.name}] our LLM skipped: ${ourLlm.skipped}`);
   else llmPack = child<PackTimes>({ kind: 'ours-pack', llm: ourLlm.folder, threads: o.threads, packedCache }, o.log);
-  const llamacpp: ModelResult['llamacpp'] = { flash_off: { skipped: 'peers disabled (--no-peers)' }, flash_on: { skipped: 'peers disabled (--no-peers)' } };
+  const noPeers = (): LlamaCppRace => ({ flash_off: { skipped: 'peers disabled (--no-peers)' }, flash_on: { skipped: 'peers disabled (--no-peers)' } });
+  const races = new Map<RacedFtype, LlamaCppRace>(RACED_FTYPES.map((f) => [f, noPeers()]));
   let lcDir: string | undefined;
-  if (o.peers && files.gguf) {
+  if (o.peers && files.ggufs) {
     const setup = setupLlamaCpp(o.cache, o.log);
     if (!setup.ok) {
       o.log(`  llama.cpp skipped: ${setup.reason}`);
-      llamacpp.flash_off = llamacpp.flash_on = { skipped: setup.reason };
+      for (const r of races.values()) r.flash_off = r.flash_on = { skipped: setup.reason };
     } else {
       lcDir = setup.dir;
-      const h = readGgufHeader(files.gguf);
-      const tensorBytes = (t: { shape: number[]; type: number }) => {
-        const type = (Object.keys(GGML_TYPE) as GgmlType[]).find((k) => GGML_TYPE[k] === t.type)!;
-        return ggmlBytes(type, t.shape);
-      };
-      llamacpp.gguf_bytes = h.tensors.reduce((a, t) => a + tensorBytes(t), 0);
-      // fp16 KV cache (llama.cpp's default); the token embedding is a row lookup.
-      llamacpp.decode_bytes_per_token = h.tensors.filter((t) => t.name !== 'token_embd.weight').reduce((a, t) => a + tensorBytes(t), 0) + 2 * kvElems;
+      for (const [ftype, r] of races) {
+        const h = readGgufHeader(files.ggufs[ftype]!);
+        const tensorBytes = (t: { shape: number[]; type: number }) => {
+          const type = (Object.keys(GGML_TYPE) as GgmlType[]).find((k) => GGML_TYPE[k] === t.type)!;
+          return ggmlBytes(type, t.shape);
+        };
+        r.gguf_bytes = h.tensors.reduce((a, t) => a + tensorBytes(t), 0);
+        // fp16 KV cache (llama.cpp's default); the token embedding is a row lookup.
+        r.decode_bytes_per_token = h.tensors.filter((t) => t.name !== 'token_embd.weight').reduce((a, t) => a + tensorBytes(t), 0) + 2 * kvElems;
+      }
     }
   }
   const ours: { llm: (LlmTimes | Skipped)[]; bw: (Bandwidth | Skipped)[] } = { llm: [], bw: [] };
-  const lc = { off: [] as (LlamaCppTimes | Skipped)[], on: [] as (LlamaCppTimes | Skipped)[], bwOff: [] as (Bandwidth | Skipped)[], bwOn: [] as (Bandwidth | Skipped)[] };
+  type Runs = { off: (LlamaCppTimes | Skipped)[]; on: (LlamaCppTimes | Skipped)[]; bwOff: (Bandwidth | Skipped)[]; bwOn: (Bandwidth | Skipped)[] };
+  const lc = new Map<RacedFtype, Runs>(RACED_FTYPES.map((f) => [f, { off: [], on: [], bwOff: [], bwOn: [] }]));
   for (let round = 1; round <= w.llmRounds; round++) {
     const of = w.llmRounds > 1 ? `, round ${round} of ${w.llmRounds}` : '';
     if (!ourLlm.skipped) {
@@ -340,26 +360,30 @@ async function benchModel(m: BenchModel, o: BenchOptions): Promise<ModelResult> 
       ours.bw.push(bw());
       ours.llm.push(child<LlmTimes>({ kind: 'ours-llm', llm: ourLlm.folder, threads: o.threads, workload: w, packedCache }, o.log));
     }
-    if (lcDir === undefined || !files.gguf) continue;
-    for (const fa of [false, true]) {
-      o.log(`[${m.name}] llama.cpp, flash attention ${fa ? 'on' : 'off'}${of}`);
-      (fa ? lc.bwOn : lc.bwOff).push(bw());
-      (fa ? lc.on : lc.off).push(child<LlamaCppTimes>({ kind: 'llamacpp', dir: lcDir, gguf: files.gguf, vocab: cfg.vocabSize, threads: o.threads, workload: w, flashAttention: fa }, o.log));
+    if (lcDir === undefined || !files.ggufs) continue;
+    for (const [ftype, runs] of lc) {
+      for (const fa of [false, true]) {
+        o.log(`[${m.name}] llama.cpp ${ftype}, flash attention ${fa ? 'on' : 'off'}${of}`);
+        (fa ? runs.bwOn : runs.bwOff).push(bw());
+        (fa ? runs.on : runs.off).push(child<LlamaCppTimes>({ kind: 'llamacpp', dir: lcDir, gguf: files.ggufs[ftype]!, vocab: cfg.vocabSize, threads: o.threads, workload: w, flashAttention: fa }, o.log));
+      }
     }
   }
   const llm: LlmTimes | Skipped = ourLlm.skipped ? { skipped: ourLlm.skipped } : bestOf(ours.llm);
   const bandwidth = bestBandwidth(ours.bw);
   if (lcDir !== undefined) {
-    Object.assign(llamacpp, {
-      flash_off: bestOf(lc.off), flash_on: bestOf(lc.on), bandwidth_off: bestBandwidth(lc.bwOff), bandwidth_on: bestBandwidth(lc.bwOn),
-      ...(w.llmRounds > 1 ? { flash_off_runs: lc.off, flash_on_runs: lc.on } : {}),
-    });
+    for (const [ftype, runs] of lc) {
+      Object.assign(races.get(ftype)!, {
+        flash_off: bestOf(runs.off), flash_on: bestOf(runs.on), bandwidth_off: bestBandwidth(runs.bwOff), bandwidth_on: bestBandwidth(runs.bwOn),
+        ...(w.llmRounds > 1 ? { flash_off_runs: runs.off, flash_on_runs: runs.on } : {}),
+      });
+    }
   }
 
   // Answer quality of the formats raced, on the same weights (results kept in the cache: only a
   // format not yet measured costs time).
   let quality: QualityRow[] | Skipped | undefined;
-  const ourQ = ourLlm.skipped ? undefined : parseLlmFormat(o.llmFormat ?? 'q4');
+  const ourQ = ourLlm.skipped ? undefined : parseLlmFormat(o.llmFormat ?? DEFAULT_LLM_FORMAT);
   if (ourQ) {
     const fits = llmParams(m.llm) * 6 < 0.8 * totalmem();
     if (!fits && lcDir === undefined) quality = { skipped: 'the float reference needs llama.cpp (F16) or more memory than this machine has' };
@@ -369,7 +393,7 @@ async function benchModel(m: BenchModel, o: BenchOptions): Promise<ModelResult> 
         kind: 'quality', vocab: cfg.vocabSize, workload: w,
         options: {
           llm: files.llm, work: join(files.llmCache, 'quality'), llamaCppDir: lcDir, ours: [ourQ.name], llamacpp: lcDir ? ['Q4_0', 'Q4_K_M'] : [],
-          reference: fits ? 'ours' : 'llama.cpp-f16', stride: 8, threads: o.threads, prebuilt: { [ourQ.name]: ourLlm.folder },
+          reference: fits ? 'ours' : 'llama.cpp-f16', stride: 8, threads: o.threads, prebuilt: { [ourQ.name]: ourLlm.folder, ...(lcDir ? files.ggufs : {}) },
         },
       }, o.log);
     }
@@ -394,7 +418,8 @@ async function benchModel(m: BenchModel, o: BenchOptions): Promise<ModelResult> 
     },
     torch,
     ...(training ? { training } : {}),
-    llamacpp,
+    llamacpp: races.get('Q4_0')!,
+    ...(o.peers ? { llamacpp_q4_k_m: races.get('Q4_K_M')! } : {}),
     ...(quality ? { quality } : {}),
   };
   return { ...result, ratios: ratios(result) };

@@ -1,9 +1,11 @@
 // Which form of the LLM our side runs: the one place to change when the LLM gains a new weight
-// format. Default (`q4`, = `q4-b32-sym`): the 4-bit folder `mgllava quantize --symmetric` writes
-// (MatMulNBits, block 32, a scale per block and values offset by 8: the information llama.cpp's
-// Q4_0 holds), made once from the bf16 folder into the cache. Any of our formats by name,
-// `q{4,8}-b{32,64,128}-{zp,sym}` (`q4-zp` = `q4-b32-zp`: quantize's default, with a zero point
-// per block); their answer quality against llama.cpp's: bench/format-quality.ts.
+// format. Default (`q4-b128-zp`): the 4-bit folder `mgllava quantize` writes by default
+// (MatMulNBits, block 128, a scale and a zero point per block), made once from the bf16 folder
+// into the cache: the fastest of our formats whose measured next-token KL is no worse than
+// llama.cpp's Q4_0 (docs/BENCHMARKS.md, "Answer quality per weight format"). Any of our formats
+// by name, `q{4,8}-b{32,64,128}-{zp,sym}` (`q4` = `q4-b32-sym`, the bench's default until
+// 2026-12: the information Q4_0 holds; `q4-zp` = `q4-b32-zp`); their answer quality against
+// llama.cpp's: bench/format-quality.ts.
 // `float`: the bf16 folder itself (onnxruntime upcasts the matrices to float32 once at load),
 // where it fits in memory.
 
@@ -17,6 +19,8 @@ import { llmParams } from './llm-files.js';
 
 /** `float`, or one of our MatMulNBits formats by name; `q4` and `q4-zp` are the older names of q4-b32-sym and q4-b32-zp. */
 export type LlmFormat = string;
+/** What the bench races when no --llm-format is given: mgllava quantize's default. */
+export const DEFAULT_LLM_FORMAT = 'q4-b128-zp';
 const ALIASES: Record<string, string> = { q4: 'q4-b32-sym', 'q4-zp': 'q4-b32-zp' };
 
 /** The format's quantizer options (undefined: `float`); throws on a name that is neither. */
@@ -39,7 +43,7 @@ export interface OurLlm {
 
 /** The LLM as our side runs it; derived folders go into `outDir` (a cache folder). */
 export async function prepareOurLlm(hfFolder: string, outDir: string, m: BenchModel, o: { llmFormat?: LlmFormat; log: (s: string) => void }): Promise<OurLlm> {
-  const q = parseLlmFormat(o.llmFormat ?? 'q4');
+  const q = parseLlmFormat(o.llmFormat ?? DEFAULT_LLM_FORMAT);
   if (q) {
     // (q4-b32-sym and q4-b32-zp keep the folder names they had as q4 and q4-zp)
     const out = join(outDir, `${m.name}-${q.name === 'q4-b32-zp' ? 'q4-b32' : q.name}`);

@@ -2,7 +2,7 @@
 // above 1 mean we are faster; a peer that was not measured gives null, never a win.
 
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import type { ModelResult, Report, Skipped } from './orchestrate.js';
+import type { LlamaCppRace, ModelResult, Report, Skipped } from './orchestrate.js';
 import type { LlamaCppTimes } from './peer-llamacpp.js';
 import type { Bandwidth } from './bandwidth.js';
 import type { LlmTimes, PackTimes } from './measure-ours.js';
@@ -15,10 +15,14 @@ export interface Ratios {
   encoder_time_vs_torch: number | null;
   /** PyTorch's materialised resize + roi_align + mean / our per-stage linear maps (time). */
   object_features_speedup_vs_materialised: number | null;
-  /** Our decode tokens/s / llama.cpp's (its better flash-attention setting). */
+  /** Our decode tokens/s / llama.cpp's on its Q4_0 (its better flash-attention setting). */
   decode_vs_llamacpp: number | null;
-  /** Our prefill tokens/s / llama.cpp's (its better setting). */
+  /** Our prefill tokens/s / llama.cpp's on its Q4_0 (its better setting). */
   prefill_vs_llamacpp: number | null;
+  /** Our decode tokens/s / llama.cpp's on its Q4_K_M (read with kl_vs_q4_k_m). */
+  decode_vs_llamacpp_q4_k_m: number | null;
+  /** Our prefill tokens/s / llama.cpp's on its Q4_K_M. */
+  prefill_vs_llamacpp_q4_k_m: number | null;
   /** Our / llama.cpp's time to the first token of the prompt. */
   ttft_vs_llamacpp: number | null;
   /** Our / llama.cpp's LLM load time. */
@@ -47,6 +51,8 @@ export interface Ratios {
    * same weights and prompt (bench/format-quality.ts): <= 1 means at least as accurate.
    */
   kl_vs_q4_0: number | null;
+  /** The same against llama.cpp's Q4_K_M: above 1 means Q4_K_M is the more accurate. */
+  kl_vs_q4_k_m: number | null;
 }
 
 /** What the issue asks of each ratio, for the printed table. */
@@ -58,6 +64,7 @@ export const TARGETS: Partial<Record<keyof Ratios, string>> = {
   prefill_vs_llamacpp: '>= 1.0',
   ttft_new_image_s: '<= 15 (3.8b, moonshot)',
   kl_vs_q4_0: '<= 1',
+  decode_vs_llamacpp_q4_k_m: '(at kl_vs_q4_k_m)',
   load_vs_llamacpp: '<= 1.5',
   decode_vs_ceiling: '>= 0.7',
   peak_rss_vs_weights: '<= 1.25',
@@ -89,8 +96,8 @@ export function bestOf<T extends LlmTimes>(runs: readonly (T | Skipped)[]): T | 
 }
 
 /** llama.cpp's better of flash attention off/on for each measure. */
-function bestLlama(r: Omit<ModelResult, 'ratios'>) {
-  const best = ok<LlamaCppTimes>(bestOf([r.llamacpp.flash_off, r.llamacpp.flash_on]));
+function bestLlama(race: LlamaCppRace | undefined) {
+  const best = race && ok<LlamaCppTimes>(bestOf([race.flash_off, race.flash_on]));
   return best && { decode_tps: best.decode_tps, prefill_tps: best.prefill_tps, ttft_s: best.ttft_s, load_s: best.load_s };
 }
 
@@ -98,7 +105,8 @@ export function ratios(r: Omit<ModelResult, 'ratios'>): Ratios {
   const v = ok(r.ours.vision);
   const t = ok(r.torch);
   const l = ok(r.ours.llm);
-  const best = bestLlama(r);
+  const best = bestLlama(r.llamacpp);
+  const bestK = bestLlama(r.llamacpp_q4_k_m);
   const bw = ok<Bandwidth>(r.ours.bandwidth)?.best;
   const ceiling = bw === undefined ? undefined : bw / r.ours.decode_bytes_per_token;
   // llama.cpp's ceiling with the bandwidth measured beside its better decode run.
@@ -114,6 +122,8 @@ export function ratios(r: Omit<ModelResult, 'ratios'>): Ratios {
     object_features_speedup_vs_materialised: div(t?.objects_s, v?.objects_s),
     decode_vs_llamacpp: div(l?.decode_tps, best?.decode_tps),
     prefill_vs_llamacpp: div(l?.prefill_tps, best?.prefill_tps),
+    decode_vs_llamacpp_q4_k_m: div(l?.decode_tps, bestK?.decode_tps),
+    prefill_vs_llamacpp_q4_k_m: div(l?.prefill_tps, bestK?.prefill_tps),
     ttft_vs_llamacpp: div(l?.ttft_s, best?.ttft_s),
     load_vs_llamacpp: div(l?.load_s, best?.load_s),
     decode_vs_ceiling: div(l?.decode_tps, ceiling),
@@ -123,15 +133,16 @@ export function ratios(r: Omit<ModelResult, 'ratios'>): Ratios {
     train_step_stage1_vs_torch: trainRatio(r, 'stage1'),
     train_step_stage2_vs_torch: trainRatio(r, 'stage2'),
     ttft_new_image_s: v && l ? v.encode_s + v.objects_s + l.ttft_s : null,
-    kl_vs_q4_0: klVsQ4_0(r),
+    kl_vs_q4_0: klVs(r, 'Q4_0'),
+    kl_vs_q4_k_m: klVs(r, 'Q4_K_M'),
   };
 }
 
-function klVsQ4_0(r: Omit<ModelResult, 'ratios'>): number | null {
+function klVs(r: Omit<ModelResult, 'ratios'>, ftype: 'Q4_0' | 'Q4_K_M'): number | null {
   const rows = ok<QualityRow[]>(r.quality);
   const ours = rows?.find((x) => x.stack === 'ours');
-  const q40 = rows?.find((x) => x.format === 'Q4_0');
-  return div(ours?.drift.meanKl, q40?.drift.meanKl);
+  const theirs = rows?.find((x) => x.format === ftype);
+  return div(ours?.drift.meanKl, theirs?.drift.meanKl);
 }
 
 function trainRatio(r: Omit<ModelResult, 'ratios'>, stage: 'stage1' | 'stage2'): number | null {
@@ -167,36 +178,39 @@ export function detailTable(name: string, r: ModelResult): string {
   const v = ok(r.ours.vision);
   const t = ok(r.torch);
   const l = ok(r.ours.llm);
-  const off = ok<LlamaCppTimes>(r.llamacpp.flash_off);
-  const on = ok<LlamaCppTimes>(r.llamacpp.flash_on);
+  const kq = r.llamacpp_q4_k_m;
+  // llama.cpp's columns: each raced file type with flash attention off and on.
+  const races = [['Q4_0', r.llamacpp], ...(kq ? [['Q4_K_M', kq] as const] : [])] as const;
+  const cols = races.flatMap(([f, x]) => [[`${f} FA off`, ok<LlamaCppTimes>(x.flash_off), x, 'off'], [`${f} FA on`, ok<LlamaCppTimes>(x.flash_on), x, 'on']] as const);
   const bwo = ok<Bandwidth>(r.ours.bandwidth);
-  const bwOff = ok<Bandwidth>(r.llamacpp.bandwidth_off);
-  const bwOn = ok<Bandwidth>(r.llamacpp.bandwidth_on);
   const gbs = (b: Bandwidth | undefined) => f2(b && b.best / 1e9, 1);
   const ceil = (bw: Bandwidth | undefined, bpt: number | undefined) => (bw && bpt ? f2(bw.best / bpt, 1) : '-');
-  const row = (label: string, ...cells: string[]) => `| ${label} | ${cells.join(' | ')} |`;
-  const L = [l, undefined, off, on];
+  const width = 2 + cols.length;
+  const row = (label: string, ...cells: string[]) => `| ${label} | ${[...cells, ...Array<string>(Math.max(0, width - cells.length)).fill('')].join(' | ')} |`;
+  const L = [l, undefined, ...cols.map((c) => c[1])];
+  const raceBw = (x: LlamaCppRace, fa: 'off' | 'on') => ok<Bandwidth>(fa === 'off' ? x.bandwidth_off : x.bandwidth_on);
+  const build = cols.find((c) => c[1])?.[1]?.build;
   const out = [
     `#### ${name}: ${r.title}`,
     '',
-    `Our LLM: ${r.ours.llm_format}. llama.cpp: Q4_0 GGUF written from the same weights${off ? ` (${off.build})` : ''}.`,
+    `Our LLM: ${r.ours.llm_format}. llama.cpp: ${races.map((x) => x[0]).join(' and ')} GGUFs written from the same weights with llama.cpp's per-tensor choices${build ? ` (${build})` : ''}.`,
     '',
-    row('measurement', 'mgllava-ts', 'PyTorch', 'llama.cpp FA off', 'llama.cpp FA on'),
-    row('---', '---', '---', '---', '---'),
-    row('vision load (s)', f2(v?.load_s), f2(t?.load_s), '', ''),
-    row('vision load that packed the weights for this CPU (s; first load only)', firstLoad(r.ours.vision_pack), '', '', ''),
-    row('vision encode: towers + fusion + projector (s)', f2(v?.encode_s), f2(t?.encode_s), '', ''),
-    row(`object features + bbox_projector, ${v?.boxes ?? '-'} boxes (s)`, f2(v?.objects_s, 3), f2(t?.objects_s), '', ''),
-    row('vision peak RSS', gib(v?.peak_rss_bytes), gib(t?.peak_rss_bytes), '', ''),
+    row('measurement', 'mgllava-ts', 'PyTorch', ...cols.map((c) => `llama.cpp ${c[0]}`)),
+    row('---', '---', '---', ...cols.map(() => '---')),
+    row('vision load (s)', f2(v?.load_s), f2(t?.load_s)),
+    row('vision load that packed the weights for this CPU (s; first load only)', firstLoad(r.ours.vision_pack)),
+    row('vision encode: towers + fusion + projector (s)', f2(v?.encode_s), f2(t?.encode_s)),
+    row(`object features + bbox_projector, ${v?.boxes ?? '-'} boxes (s)`, f2(v?.objects_s, 3), f2(t?.objects_s)),
+    row('vision peak RSS', gib(v?.peak_rss_bytes), gib(t?.peak_rss_bytes)),
     row('LLM load (s)', ...L.map((x) => f2(x?.load_s))),
-    row('LLM load that packed the weights for this CPU (s; first load only)', firstLoad(r.ours.llm_pack), '', '', ''),
-    row(`prefill of ${l?.prompt_tokens ?? off?.prompt_tokens ?? '-'} tokens (tok/s)`, ...L.map((x) => f2(x?.prefill_tps, 1))),
+    row('LLM load that packed the weights for this CPU (s; first load only)', firstLoad(r.ours.llm_pack)),
+    row(`prefill of ${l?.prompt_tokens ?? cols[0]?.[1]?.prompt_tokens ?? '-'} tokens (tok/s)`, ...L.map((x) => f2(x?.prefill_tps, 1))),
     row('time to first token, LLM (s)', ...L.map((x) => f2(x?.ttft_s))),
-    row('time to first token with the image (vision + LLM, s)', f2(v && l ? v.encode_s + v.objects_s + l.ttft_s : undefined), '', '', ''),
-    row(`decode of ${l?.decode_tokens ?? off?.decode_tokens ?? '-'} tokens (tok/s)`, ...L.map((x) => f2(x?.decode_tps, 2))),
+    row('time to first token with the image (vision + LLM, s)', f2(v && l ? v.encode_s + v.objects_s + l.ttft_s : undefined)),
+    row(`decode of ${l?.decode_tokens ?? cols[0]?.[1]?.decode_tokens ?? '-'} tokens (tok/s)`, ...L.map((x) => f2(x?.decode_tps, 2))),
     row('LLM peak RSS', ...L.map((x) => gib(x?.peak_rss_bytes))),
-    row('weights (as held in memory)', `LLM ${gib(r.ours.llm_weight_bytes)}, vision ${gib(r.ours.vision_weight_bytes)}`, '', gib(r.llamacpp.gguf_bytes), ''),
-    row('bytes read per decoded token', gib(r.ours.decode_bytes_per_token), '', gib(r.llamacpp.decode_bytes_per_token), ''),
+    row('weights (as held in memory)', `LLM ${gib(r.ours.llm_weight_bytes)}, vision ${gib(r.ours.vision_weight_bytes)}`, '', ...cols.map((c) => (c[3] === 'off' ? gib(c[2].gguf_bytes) : ''))),
+    row('bytes read per decoded token', gib(r.ours.decode_bytes_per_token), '', ...cols.map((c) => (c[3] === 'off' ? gib(c[2].decode_bytes_per_token) : ''))),
     ...(['stage1', 'stage2'] as const).flatMap((st) => {
       const tr = r.training?.[st];
       if (!tr) return [];
@@ -204,15 +218,15 @@ export function detailTable(name: string, r: ModelResult): string {
       const p = ok<{ step_s: number; peak_rss_bytes: number; loss: number }>(tr.torch);
       const n = st === 'stage1' ? 1 : 2;
       return [
-        row(`training step, stage ${n}: forward + backward + AdamW, ${o?.seq ?? '-'} positions (s)`, f2(o?.step_s, 3), f2(p?.step_s, 3), '', ''),
-        row(`training peak RSS, stage ${n} (loss of the step)`, `${gib(o?.peak_rss_bytes)} (${f2(o?.loss, 5)})`, `${gib(p?.peak_rss_bytes)} (${f2(p?.loss, 5)})`, '', ''),
+        row(`training step, stage ${n}: forward + backward + AdamW, ${o?.seq ?? '-'} positions (s)`, f2(o?.step_s, 3), f2(p?.step_s, 3)),
+        row(`training peak RSS, stage ${n} (loss of the step)`, `${gib(o?.peak_rss_bytes)} (${f2(o?.loss, 5)})`, `${gib(p?.peak_rss_bytes)} (${f2(p?.loss, 5)})`),
       ];
     }),
-    row('memory read bandwidth beside the run (GB/s, best)', gbs(bwo), '', gbs(bwOff), gbs(bwOn)),
-    row('decode ceiling (tok/s)', ceil(bwo, r.ours.decode_bytes_per_token), '',
-      ceil(bwOff, r.llamacpp.decode_bytes_per_token), ceil(bwOn, r.llamacpp.decode_bytes_per_token)),
+    row('memory read bandwidth beside the run (GB/s, best)', gbs(bwo), '', ...cols.map((c) => gbs(raceBw(c[2], c[3])))),
+    row('decode ceiling (tok/s)', ceil(bwo, r.ours.decode_bytes_per_token), '', ...cols.map((c) => ceil(raceBw(c[2], c[3]), c[2].decode_bytes_per_token))),
   ];
-  const skips = [['our vision', r.ours.vision], ['our LLM', r.ours.llm], ['PyTorch', r.torch], ['llama.cpp FA off', r.llamacpp.flash_off], ['llama.cpp FA on', r.llamacpp.flash_on]] as const;
+  const skips: [string, unknown][] = [['our vision', r.ours.vision], ['our LLM', r.ours.llm], ['PyTorch', r.torch],
+    ...races.flatMap(([f, x]) => [[`llama.cpp ${f} FA off`, x.flash_off], [`llama.cpp ${f} FA on`, x.flash_on]] as [string, unknown][])];
   for (const [label, x] of skips) {
     const w = why(x);
     if (w) out.push('', `${label}: ${w}`);

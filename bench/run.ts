@@ -1,11 +1,12 @@
 // `npm run bench [-- --preset full|small] [--json] [--threads N] [--models a,b] [--cache DIR]
-//                 [--llm-format q4|q4-zp|q{4,8}-b{32,64,128}-{zp,sym}|float] [--no-peers] [--no-docs]`
+//                 [--llm-format q{4,8}-b{32,64,128}-{zp,sym}|q4|q4-zp|float] [--no-peers] [--no-docs]`
+//   (default format q4-b128-zp, mgllava quantize's default)
 // `npm run bench -- --serve [--preset small|full] ...`: the server under load (bench/serve.ts).
 // `npm run bench -- --video [--threads N] [--runs N] [--per-frame]`: 8 video frames' vision side vs PyTorch (bench/video-vision.ts).
 //
 // MG-LLaVA at real sizes (random weights, written once into a cache folder outside the
 // repository) against the stacks one would use instead, on the same machine, shapes and thread
-// count: PyTorch (the reference's vision path) and llama.cpp (the LLM, Q4_0). Prints a table of
+// count: PyTorch (the reference's vision path) and llama.cpp (the LLM, its Q4_0 and Q4_K_M). Prints a table of
 // ratios (or, with --json, one JSON object) and writes this preset's section of docs/BENCHMARKS.md.
 // Run it alone: any other process on the cores ruins the timings (the load average is printed).
 
@@ -13,7 +14,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, defaultCache, runBench } from './orchestrate.js';
 import { PRESETS, Preset } from './presets.js';
-import { LlmFormat, parseLlmFormat } from './our-llm.js';
+import { DEFAULT_LLM_FORMAT, LlmFormat, parseLlmFormat } from './our-llm.js';
 import { detailTable, ratioTable, writeDocs } from './report.js';
 import { runServeBench } from './serve.js';
 
@@ -23,7 +24,7 @@ function parseArgs(argv: string[]) {
     threads: Number(process.env.MGLLAVA_BENCH_THREADS ?? Math.min(cpus().length, 2)),
     cache: defaultCache(), models: undefined as string[] | undefined,
     python: process.env.MGLLAVA_BENCH_PYTHON ?? '/usr/bin/python3',
-    llmFormat: 'q4' as LlmFormat,
+    llmFormat: DEFAULT_LLM_FORMAT as LlmFormat,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;

@@ -10,6 +10,7 @@ import { InputError } from '../core/errors.js';
 import { runEncode } from './encode.js';
 import { runChat } from './chat.js';
 import { runQuantize, runQuantizeReport } from './quantize.js';
+import { DEFAULT_BLOCK_SIZE } from '../model/llm/quantize.js';
 import { runExport } from './export.js';
 import { runDetect } from './detect.js';
 import { runTrain } from './train.js';
@@ -185,7 +186,7 @@ export function buildProgram(): Command {
     .option('--model <dir>', 'instead of --llm/--checkpoint: a model folder (mgllava_config.json); its LLM and checkpoint')
     .option('--out <dir>', 'folder to create (it must not exist; its parent must)')
     .option('--bits <n>', 'bits per weight: 4 or 8', bits, 4)
-    .option('--block-size <n>', 'weights per scale along the input dimension (a power of two >= 16)', blockSize, 32)
+    .option('--block-size <n>', 'weights per scale along the input dimension (a power of two >= 16; 128 measured as accurate as llama.cpp\'s Q4_0 at 4 bits, and faster than 32)', blockSize, DEFAULT_BLOCK_SIZE)
     .option('--symmetric', 'no zero points: scale from max |w| per block (default: min/max and a zero point per block)')
     .option('--report', 'write nothing: print each format\'s bits per weight and relative RMS error on the --llm folder\'s Linear weights (ours: q{4,8}-b{32,64,128}-{zp,sym}[-f16]; llama.cpp\'s: Q4_0, Q8_0, Q4_K_M)')
     .option('--formats <list>', 'with --report: only these formats, comma-separated (default: all)')

@@ -85,7 +85,7 @@ export async function pullPreset(o: PresetPullOptions): Promise<PresetPullResult
     if (o.quantize) {
       const q = join(tmp, `llm-q${o.quantize}`);
       o.onRepo?.(preset.llm.repo, `quantizing the LLM to ${o.quantize} bits`);
-      await quantizeLlm({ llm, checkpoint, out: q, bits: o.quantize, blockSize: 32, symmetric: o.quantize === 4 });
+      await quantizeLlm({ llm, checkpoint, out: q, bits: o.quantize });
       llmDir = join(out, `llm-q${o.quantize}`);
     }
     const config = configFor(preset, { checkpoint, llm: llmDir, clip, convnext, owl });

@@ -42,6 +42,21 @@ export interface SessionOptions {
    * prefix; the file is complete after {@link Session.endProfiling} or release.
    */
   profilePrefix?: string;
+  /**
+   * Use the packed cache even for a graph of several MatMulNBits nodes, which onnxruntime 1.30
+   * maps back wrong (see Session.fromGraph): only for the test that watches that bug.
+   */
+  allowBrokenNBitsCache?: boolean;
+}
+
+/** Nodes of type `op` in the graph and its subgraphs (If branches). */
+function countOps(g: Graph, op: string): number {
+  let n = 0;
+  for (const node of g.nodeList) {
+    if (node.op === op) n++;
+    for (const a of Object.values(node.attrs)) if (typeof a === 'object' && 'graph' in a) n += countOps(a.graph, op);
+  }
+  return n;
 }
 
 /** How a session got its pre-packed weights: from the cache, packed and saved to it, or packed in memory only. */
@@ -62,7 +77,13 @@ export class Session {
   /** A session for a built graph (its external weight files found by serialize()). */
   static fromGraph(g: Graph, opts: Omit<SessionOptions, 'externalDataFolder' | 'externalFiles'> = {}, name = g.name): Promise<Session> {
     const { bytes, externalDataFolder, externalFiles } = g.serialize();
-    return Session.create(name, bytes, { ...opts, externalDataFolder, externalFiles });
+    // onnxruntime 1.30 saves MatMulNBits' pre-packed buffers, but maps them back wrong for every
+    // such node after the first (measured: a graph of two 512 x 512 4-bit MatMulNBits gives the
+    // first node's output right and the second's as +-1e36 and NaN; one node alone round-trips).
+    // A quantized LLM would answer garbage from its second load on, so those graphs pack in
+    // memory at every load (test/runtime/packed-cache.test.ts keeps watching onnxruntime's side).
+    const cacheable = !opts.packedCache || countOps(g, 'MatMulNBits') < 2 || opts.allowBrokenNBitsCache === true;
+    return Session.create(name, bytes, { ...opts, ...(cacheable ? {} : { packedCache: undefined }), externalDataFolder, externalFiles });
   }
 
   static async create(name: string, model: Uint8Array, opts: SessionOptions = {}): Promise<Session> {

@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, wri
 import { TINY, fixture, relErr } from '../helpers/fixtures.js';
 import { tempDir } from '../weights/torch-builders.js';
 import { quantizeLlm } from '../../src/index.js'; // the public export
+import { DEFAULT_BLOCK_SIZE } from '../../src/model/llm/quantize.js';
 import { CausalLM } from '../../src/model/llm/causal-lm.js';
 import { layerLayout } from '../../src/model/llm/decoder.js';
 import { parseLlmConfig } from '../../src/model/llm/config.js';
@@ -24,6 +25,8 @@ import { InputError } from '../../src/core/errors.js';
 import { GREEDY, argmax, maxAbsDiff, runCaseC } from './case-c.js';
 
 const LLM = join(TINY, 'llm');
+/** quantizeLlm's default block, which both folders here use. */
+const BS = DEFAULT_BLOCK_SIZE;
 const CKPT = join(TINY, 'mgllava', 'model.safetensors');
 const PTH = join(TINY, 'mgllava', 'iter_1.pth');
 let tmp: string;
@@ -47,7 +50,7 @@ test('the folder: config with quantization_config, tokenizer files, linears with
   const { quantization_config: qc, ...rest } = cfg;
   assert.deepEqual(rest, src, 'config.json is the source config plus quantization_config');
   assert.deepEqual({ ...(qc as object), source: undefined, checkpoint_llm_fingerprint: undefined }, {
-    quant_method: 'mgllava-matmulnbits', format_version: 1, bits: 4, block_size: 32, symmetric: false, source: undefined, checkpoint_llm_fingerprint: undefined,
+    quant_method: 'mgllava-matmulnbits', format_version: 1, bits: 4, block_size: DEFAULT_BLOCK_SIZE, symmetric: false, source: undefined, checkpoint_llm_fingerprint: undefined,
   });
   assert.match((qc as Record<string, string>).checkpoint_llm_fingerprint!, /^[0-9a-f]{32}$/);
   for (const f of ['tokenizer.json', 'tokenizer_config.json']) assert.deepEqual(readFileSync(join(q4, f)), readFileSync(join(LLM, f)), f);
@@ -74,17 +77,17 @@ test('the folder: config with quantization_config, tokenizer files, linears with
       const [N, K] = ft.get(k)!.shape as [number, number];
       const zp = out.get(`${k}.zero_points`)!;
       const m: NBitsMatrix = {
-        N, K, bits, blockSize: 32,
+        N, K, bits, blockSize: BS,
         qweight: new Uint8Array(readBytes(out.get(`${k}.qweight`)!)),
         scales: readF32(out.get(`${k}.scales`)!),
         zeroPoints: new Uint8Array(readBytes(zp)),
       };
-      assert.deepEqual(out.get(`${k}.qweight`)!.shape, [N, nBlocks(K, 32), (32 * bits) / 8]);
+      assert.deepEqual(out.get(`${k}.qweight`)!.shape, [N, nBlocks(K, BS), (BS * bits) / 8]);
       const dq = dequantizeNBits(m);
-      const nb = nBlocks(K, 32);
+      const nb = nBlocks(K, BS);
       for (let n = 0; n < N; n++) {
         for (let j = 0; j < K; j++) {
-          const step = m.scales[n * nb + Math.floor(j / 32)]!;
+          const step = m.scales[n * nb + Math.floor(j / BS)]!;
           const err = Math.abs(dq[n * K + j]! - w[n * K + j]!);
           // + the float32 rounding of the dequantized value (half an ulp)
           assert.ok(err <= step / 2 + Math.abs(dq[n * K + j]!) * 2 ** -24,
@@ -157,7 +160,7 @@ test('MatMulNBits at accuracy level 0 computes what float weights equal to the d
       const key = k.slice(0, -'.qweight'.length);
       const [N, K] = ft.get(key)!.shape as [number, number];
       const m: NBitsMatrix = {
-        N, K, bits: 4, blockSize: 32,
+        N, K, bits: 4, blockSize: BS,
         qweight: new Uint8Array(readBytes(store.get(k)!)),
         scales: readF32(store.get(`${key}.scales`)!),
         zeroPoints: new Uint8Array(readBytes(store.get(`${key}.zero_points`)!)),
@@ -234,7 +237,7 @@ test('Phi-3 (fused qkv and gate_up) and a tied head quantize and run close to th
   const tq = join(tmp, 'tied-q8');
   await quantizeLlm({ llm: tied, out: tq, bits: 8 });
   const qs = SafetensorsStore.open(join(tq, 'model.safetensors'));
-  assert.deepEqual(qs.get('lm_head.weight.qweight')!.shape, [1000, 1, 32]);
+  assert.deepEqual(qs.get('lm_head.weight.qweight')!.shape, [1000, 1, BS]);
   assert.equal(qs.get('lm_head.weight'), undefined);
   const tf = await CausalLM.load(tied);
   const tqm = await CausalLM.load(tq);
