@@ -122,10 +122,10 @@ export interface QualityOptions {
   log?: (m: string) => void;
 }
 
-/** Our format name -> quantizeLlm options (`q{bits}-b{block}-{zp|sym}`; fp16 scales have no engine path yet). */
-function nbitsOptions(name: string): { bits: 4 | 8; blockSize: number; symmetric: boolean } {
+/** Our format name -> quantizeLlm options (`q{bits}-b{block}-{zp|sym}[-h8]`; fp16 scales have no engine path yet). */
+function nbitsOptions(name: string): { bits: 4 | 8; blockSize: number; symmetric: boolean; headBits?: 4 | 8 } {
   const o = parseNBitsName(name);
-  if (!o) throw new Error(`${name}: not one of our runnable formats (q{4,8}-b{32,64,128}-{zp,sym})`);
+  if (!o) throw new Error(`${name}: not one of our runnable formats (q{4,8}-b{32,64,128}-{zp,sym}[-h8])`);
   return o;
 }
 

@@ -24,11 +24,11 @@ export const DEFAULT_LLM_FORMAT = 'q4-b128-zp';
 const ALIASES: Record<string, string> = { q4: 'q4-b32-sym', 'q4-zp': 'q4-b32-zp' };
 
 /** The format's quantizer options (undefined: `float`); throws on a name that is neither. */
-export function parseLlmFormat(f: LlmFormat): { name: string; bits: 4 | 8; blockSize: number; symmetric: boolean } | undefined {
+export function parseLlmFormat(f: LlmFormat): { name: string; bits: 4 | 8; blockSize: number; symmetric: boolean; headBits?: 4 | 8 } | undefined {
   if (f === 'float') return undefined;
   const name = ALIASES[f] ?? f;
   const o = parseNBitsName(name);
-  if (!o || ![32, 64, 128].includes(o.blockSize)) throw new Error(`--llm-format must be float, q4, q4-zp or q{4,8}-b{32,64,128}-{zp,sym}, got ${f}`);
+  if (!o || ![32, 64, 128].includes(o.blockSize)) throw new Error(`--llm-format must be float, q4, q4-zp or q{4,8}-b{32,64,128}-{zp,sym}[-h8], got ${f}`);
   return { name, ...o };
 }
 
@@ -51,14 +51,15 @@ export async function prepareOurLlm(hfFolder: string, outDir: string, m: BenchMo
       o.log(`quantizing the LLM to ${q.bits} bits with mgllava quantize's code into ${out} (once)`);
       let last = 0;
       await quantizeLlm({
-        llm: hfFolder, out, bits: q.bits, blockSize: q.blockSize, symmetric: q.symmetric,
+        llm: hfFolder, out, bits: q.bits, blockSize: q.blockSize, symmetric: q.symmetric, headBits: q.headBits,
         onProgress: (done, total) => {
           if (done === total || performance.now() - last > 30_000) { o.log(`  ${done}/${total} tensors`); last = performance.now(); }
         },
       });
     }
     const kind = q.symmetric ? 'a scale per block, values offset by 8 (mgllava quantize --symmetric; as Q4_0)' : 'with zero points (mgllava quantize)';
-    return { folder: out, format: `${q.bits}-bit MatMulNBits (${q.name}), block ${q.blockSize}, ${kind}; embedding table bf16` };
+    const head = q.headBits ? `, the output head at ${q.headBits} bits` : '';
+    return { folder: out, format: `${q.bits}-bit MatMulNBits (${q.name}), block ${q.blockSize}, ${kind}${head}; embedding table bf16` };
   }
   const floatFormat = 'bf16 checkpoint, float32 in onnxruntime';
   // float32 copies of the matrices + the bf16 pages they were folded from.

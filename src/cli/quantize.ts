@@ -16,6 +16,7 @@ export interface QuantizeArgs {
   bits: NBits;
   blockSize: number;
   symmetric?: boolean;
+  headBits?: NBits;
   quiet?: boolean;
 }
 
@@ -35,6 +36,7 @@ export async function runQuantize(a: QuantizeArgs): Promise<void> {
       bits: a.bits,
       blockSize: a.blockSize,
       symmetric: a.symmetric,
+      headBits: a.headBits,
       signal: ac.signal,
       onProgress: (done, total, name) => bar.update(done, total, name),
     });

@@ -2,7 +2,8 @@
 // back as" and "how many bytes it takes":
 //
 // - ours: onnxruntime MatMulNBits blocks (src/weights/nbits.ts), `q{bits}-b{block}-{zp|sym}` with
-//   float32 scales, and `...-f16` with scales fp16 holds (what the op takes with fp16 inputs);
+//   float32 scales, `...-f16` with scales fp16 holds (what the op takes with fp16 inputs), and
+//   `...-h8` with the output head at 8 bits (`mgllava quantize --head-bits 8`);
 // - llama.cpp's: `Q4_0`, `Q8_0` and `Q4_K_M` as its quantizer makes them from a float model
 //   (llama_tensor_get_type's per-tensor choices; blocks from src/quant/ggml-blocks.ts):
 //   the output head in Q6_K (Q8_0 stays Q8_0); for Q4_K_M also the fused qkv in Q5_K, and v and
@@ -35,23 +36,26 @@ export interface WeightFormat {
   bytes(N: number, K: number, role: MatrixRole): number;
 }
 
-/** `q{bits}-b{block}-{zp|sym}` -> quantizer options; undefined for any other name. */
-export function parseNBitsName(name: string): { bits: NBits; blockSize: number; symmetric: boolean } | undefined {
-  const m = /^q([48])-b(\d+)-(zp|sym)$/.exec(name);
-  return m ? { bits: Number(m[1]) as NBits, blockSize: Number(m[2]), symmetric: m[3] === 'sym' } : undefined;
+/** `q{bits}-b{block}-{zp|sym}[-h8]` -> quantizer options; undefined for any other name. */
+export function parseNBitsName(name: string): { bits: NBits; blockSize: number; symmetric: boolean; headBits?: NBits } | undefined {
+  const m = /^q([48])-b(\d+)-(zp|sym)(-h8)?$/.exec(name);
+  if (!m) return undefined;
+  return { bits: Number(m[1]) as NBits, blockSize: Number(m[2]), symmetric: m[3] === 'sym', ...(m[4] ? { headBits: 8 as const } : {}) };
 }
 
-/** Our MatMulNBits formats. */
-export function nbitsFormat(bits: NBits, blockSize: number, symmetric: boolean, scaleDtype: 'f32' | 'f16' = 'f32'): WeightFormat {
-  const o: NBitsOptions = { bits, blockSize, symmetric, scaleDtype };
-  const name = `q${bits}-b${blockSize}-${symmetric ? 'sym' : 'zp'}${scaleDtype === 'f16' ? '-f16' : ''}`;
+/** Our MatMulNBits formats; `headBits`: the output head's own bits. */
+export function nbitsFormat(bits: NBits, blockSize: number, symmetric: boolean, scaleDtype: 'f32' | 'f16' = 'f32', headBits: NBits = bits): WeightFormat {
+  const name = `q${bits}-b${blockSize}-${symmetric ? 'sym' : 'zp'}${scaleDtype === 'f16' ? '-f16' : ''}${headBits !== bits ? `-h${headBits}` : ''}`;
+  const bitsOf = (role: MatrixRole) => (role.kind === 'head' ? headBits : bits);
+  const opts = (role: MatrixRole): NBitsOptions => ({ bits: bitsOf(role), blockSize, symmetric, scaleDtype });
   return {
     name,
-    typeOf: () => `MatMulNBits ${bits}-bit`,
-    roundTrip: (rows, n, K) => dequantizeNBits(quantizeNBits(rows, n, K, o)),
-    bytes: (N, K) => {
+    typeOf: (role) => `MatMulNBits ${bitsOf(role)}-bit`,
+    roundTrip: (rows, n, K, role) => dequantizeNBits(quantizeNBits(rows, n, K, opts(role))),
+    bytes: (N, K, role) => {
+      const b = bitsOf(role);
       const nb = nBlocks(K, blockSize);
-      return N * (nb * blobSize(blockSize, bits) + nb * (scaleDtype === 'f16' ? 2 : 4) + (symmetric ? 0 : zeroPointRowBytes(nb, bits)));
+      return N * (nb * blobSize(blockSize, b) + nb * (scaleDtype === 'f16' ? 2 : 4) + (symmetric ? 0 : zeroPointRowBytes(nb, b)));
     },
   };
 }
@@ -105,6 +109,7 @@ export function allFormats(): WeightFormat[] {
       for (const sym of [false, true]) for (const sd of ['f32', 'f16'] as const) ours.push(nbitsFormat(bits, block, sym, sd));
     }
   }
+  for (const block of [32, 64, 128]) for (const sym of [false, true]) ours.push(nbitsFormat(4, block, sym, 'f32', 8));
   return [...ours, ...LLAMACPP_FTYPES.map(llamaCppFormat)];
 }
 

@@ -15,7 +15,7 @@ import { clipVisionConfig } from '../model/clip-vit.js';
 import { llmWeights } from '../model/llm-weights.js';
 import { LlmConfig } from '../model/llm/config.js';
 import { checkQuantizedAgainstCheckpoint, readLlmFolderConfig } from '../model/llm/causal-lm.js';
-import { QuantizedLinears } from '../model/llm/quantized.js';
+import { QuantizedLinears, quantizedLinears } from '../model/llm/quantized.js';
 import { FrozenVision } from './frozen-features.js';
 import { encoderStores } from '../model/load-vision.js';
 import { BatchFeeds } from './batch.js';
@@ -61,7 +61,7 @@ export async function loadTrainModel(files: ModelFiles, opts: { threads?: number
     checkpoint,
     llm: quantization ? openWeights(files.llm) : llmWeights(openWeights(files.llm), checkpoint, files.loraAlpha),
     llmConfig: config,
-    ...(quantization ? { quantization: { bits: quantization.bits, blockSize: quantization.blockSize, accuracyLevel: 4 } } : {}),
+    ...(quantization ? { quantization: quantizedLinears(quantization) } : {}),
     frozen,
     shapes: {
       clipWidth: frozen.clip.hiddenSize,

@@ -3,7 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { allFormats, formatsByName, llamaCppType, matrixRole, nbitsFormat, useMoreBits } from '../../src/quant/formats.js';
+import { allFormats, formatsByName, llamaCppType, matrixRole, nbitsFormat, parseNBitsName, useMoreBits } from '../../src/quant/formats.js';
 import { quantizeNBits } from '../../src/weights/nbits.js';
 import { fromHalf, toHalf } from '../../src/quant/half.js';
 import { gaussian } from '../helpers/gaussian.js';
@@ -58,6 +58,24 @@ test('our formats: bytes as MatMulNBits stores them; fp16 scales are fp16 values
       assert.ok(Math.abs(w[i]! - back[i]!) <= scale / 2 + 1e-9, `symmetric ${symmetric} weight ${i}`);
     }
   }
+});
+
+test('-h8: the output head at 8 bits, the rest as named; names parse back to quantizer options', () => {
+  const f = nbitsFormat(4, 128, false, 'f32', 8);
+  assert.equal(f.name, 'q4-b128-zp-h8');
+  const head = { kind: 'head' as const, layers: 2 };
+  const q = { kind: 'q' as const, layer: 0, layers: 2 };
+  assert.equal(f.typeOf(head, 256), 'MatMulNBits 8-bit');
+  assert.equal(f.typeOf(q, 256), 'MatMulNBits 4-bit');
+  assert.equal(f.bytes(3, 256, head), nbitsFormat(8, 128, false).bytes(3, 256, head));
+  assert.equal(f.bytes(3, 256, q), nbitsFormat(4, 128, false).bytes(3, 256, q));
+  const w = gaussian(4 * 256, 5, 0.02);
+  assert.deepEqual(f.roundTrip(w, 4, 256, head), nbitsFormat(8, 128, false).roundTrip(w, 4, 256, head));
+  assert.deepEqual(f.roundTrip(w, 4, 256, q), nbitsFormat(4, 128, false).roundTrip(w, 4, 256, q));
+  assert.deepEqual(parseNBitsName('q4-b128-zp-h8'), { bits: 4, blockSize: 128, symmetric: false, headBits: 8 });
+  assert.deepEqual(parseNBitsName('q4-b32-sym'), { bits: 4, blockSize: 32, symmetric: true });
+  assert.equal(parseNBitsName('q4-b32-sym-h4'), undefined);
+  assert.ok(allFormats().some((x) => x.name === 'q4-b64-sym-h8'));
 });
 
 test('format names: every one listed once, looked up case-blind, unknown ones named in the error', () => {

@@ -144,6 +144,36 @@ test('case C at 4 bits: the greedy ids drift from the first token on this 16-wid
   }
 });
 
+test('headBits 8: the output head at 8 bits (format_version 2), the rest at 4; closer to the float model than all 4-bit', async () => {
+  const out = join(tmp, 'llm-q4-h8');
+  await quantizeLlm({ llm: LLM, checkpoint: PTH, out, headBits: 8 });
+  const qc = (JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')) as { quantization_config: Record<string, unknown> }).quantization_config;
+  assert.deepEqual([qc.format_version, qc.bits, qc.head_bits, qc.block_size], [2, 4, 8, BS]);
+  const st = SafetensorsStore.open(join(out, 'model.safetensors'));
+  const [V, H] = fineTuned().get('lm_head.weight')!.shape as [number, number];
+  assert.deepEqual(st.get('lm_head.weight.qweight')!.shape, [V, nBlocks(H, BS), BS]); // 8 bits: a byte a weight
+  assert.deepEqual(st.get('model.layers.0.mlp.down_proj.weight.qweight')!.shape.slice(2), [BS / 2]);
+  const f = await load(LLM);
+  const ref = await runCaseC(f);
+  await f.release();
+  const worst = async (folder: string) => {
+    const lm = await load(folder);
+    try {
+      const r = await runCaseC(lm);
+      return Math.max(...r.logits.map((l, i) => maxAbsDiff(l, ref.logits[i]!)));
+    } finally {
+      await lm.release();
+    }
+  };
+  const [d4, d8] = [await worst(q4), await worst(out)];
+  assert.ok(d8 < d4, `8-bit head ${d8} against all 4-bit ${d4}`);
+  // A version-1 reader's view: head_bits without version 2 is refused, not read at 4 bits.
+  const cfgPath = join(out, 'config.json');
+  const cfg = JSON.parse(readFileSync(cfgPath, 'utf8')) as { quantization_config: Record<string, unknown> };
+  writeFileSync(cfgPath, JSON.stringify({ ...cfg, quantization_config: { ...cfg.quantization_config, format_version: 1 } }));
+  await assert.rejects(CausalLM.load(out), (e: unknown) => e instanceof InputError && /head_bits 8 but format_version 1/.test(e.message));
+});
+
 test('MatMulNBits at accuracy level 0 computes what float weights equal to the dequantized ones compute', async (t) => {
   // A float folder holding dequant(q) in place of each quantized weight must give the same logits.
   const dir = join(tmp, 'dequantized');

@@ -21,7 +21,7 @@ import { Graph } from '../../graph/graph.js';
 import { llmWeights } from '../llm-weights.js';
 import { LlmConfig, parseLlmConfig } from './config.js';
 import { DecoderOptions, NAMES, buildDecoderGraph, buildEmbedGraph, decoderKinds } from './decoder.js';
-import { QuantizationInfo, readQuantizationConfig } from './quantized.js';
+import { QuantizationInfo, quantizedLinears, readQuantizationConfig } from './quantized.js';
 import { checkpointFingerprint, hasLlmTensors } from './checkpoint-fingerprint.js';
 
 export interface CausalLMOptions {
@@ -257,7 +257,7 @@ export class CausalLM {
     const dopts: DecoderOptions = {
       attention: opts.attention,
       cache: opts.kvCache,
-      quantization: q && { bits: q.bits, blockSize: q.blockSize, accuracyLevel: opts.accuracyLevel ?? 4 },
+      quantization: q && quantizedLinears(q, opts.accuracyLevel ?? 4),
       batchSlots: opts.batchSlots,
     };
     const kinds = decoderKinds(config, dopts);

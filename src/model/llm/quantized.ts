@@ -4,7 +4,9 @@
 //
 // The quantized folder's format (version 1): config.json carries
 //   "quantization_config": { "quant_method": "mgllava-matmulnbits", "format_version": 1,
-//     "bits": 4 | 8, "block_size": 32, "symmetric": false, "checkpoint_llm_fingerprint": ... }
+//     "bits": 4 | 8, "block_size": 128, "symmetric": false, "checkpoint_llm_fingerprint": ... }
+// (format_version 2 adds "head_bits": 4 | 8, the output head's own bits, same block and scheme;
+// version 1 readers refuse such a folder rather than reading its head at the wrong width)
 // and model.safetensors holds, for each quantized Linear weight `X.weight` [N, K], the tensors
 // `X.weight.qweight` (U8 [N, blocks, blob]), `X.weight.scales` (F32 [N, blocks]) and, unless
 // symmetric, `X.weight.zero_points` (U8 [N, packed bytes]) as src/weights/nbits.ts describes;
@@ -19,7 +21,9 @@ import { NBits, nbitsShapes } from '../../weights/nbits.js';
 import { Params, TrainableInputs } from '../params.js';
 
 export const QUANT_METHOD = 'mgllava-matmulnbits';
+/** What a folder without a head of its own says; a head of other bits writes HEAD_FORMAT_VERSION. */
 export const QUANT_FORMAT_VERSION = 1;
+export const HEAD_FORMAT_VERSION = 2;
 export const QWEIGHT = '.qweight';
 export const SCALES = '.scales';
 export const ZERO_POINTS = '.zero_points';
@@ -29,6 +33,8 @@ export interface QuantizationInfo {
   bits: NBits;
   blockSize: number;
   symmetric: boolean;
+  /** The output head's bits when they differ from `bits` (format_version 2). */
+  headBits?: NBits;
   /**
    * Fingerprint of the MG-LLaVA checkpoint whose `llm.*` tensors were applied before quantizing
    * (src/model/llm/quantize.ts, checkpointFingerprint), or null when none was.
@@ -42,6 +48,13 @@ export interface QuantizedLinears {
   blockSize: number;
   /** MatMulNBits accuracy_level: 4 = int8 compute (default), 0 = float32. */
   accuracyLevel: number;
+  /** The output head's bits, when not `bits`. */
+  headBits?: NBits;
+}
+
+/** How the decoder runs a folder's quantized linears. */
+export function quantizedLinears(q: QuantizationInfo, accuracyLevel = 4): QuantizedLinears {
+  return { bits: q.bits, blockSize: q.blockSize, accuracyLevel, ...(q.headBits ? { headBits: q.headBits } : {}) };
 }
 
 /** The quantization block of a config.json, if any; `source` names the file in errors. */
@@ -54,14 +67,18 @@ export function readQuantizationConfig(json: Record<string, unknown>, source: st
   if (o['quant_method'] !== QUANT_METHOD) {
     throw bad(`has quant_method ${JSON.stringify(o['quant_method'])}; only folders written by \`mgllava quantize\` (${QUANT_METHOD}) can be read`);
   }
-  if (o['format_version'] !== QUANT_FORMAT_VERSION) throw bad(`has format_version ${JSON.stringify(o['format_version'])}, this version reads ${QUANT_FORMAT_VERSION}`);
+  const version = o['format_version'];
+  if (version !== QUANT_FORMAT_VERSION && version !== HEAD_FORMAT_VERSION) throw bad(`has format_version ${JSON.stringify(version)}, this version reads ${QUANT_FORMAT_VERSION} and ${HEAD_FORMAT_VERSION}`);
   const bits = o['bits'];
   if (bits !== 4 && bits !== 8) throw bad(`bits must be 4 or 8, got ${JSON.stringify(bits)}`);
+  const headBits = o['head_bits'] ?? bits;
+  if (headBits !== 4 && headBits !== 8) throw bad(`head_bits must be 4 or 8, got ${JSON.stringify(headBits)}`);
+  if (headBits !== bits && version !== HEAD_FORMAT_VERSION) throw bad(`has head_bits ${headBits} but format_version ${JSON.stringify(version)} (head_bits needs ${HEAD_FORMAT_VERSION})`);
   const bs = o['block_size'];
   if (typeof bs !== 'number' || !Number.isInteger(bs) || bs < 16 || (bs & (bs - 1)) !== 0) throw bad(`block_size must be a power of two >= 16, got ${JSON.stringify(bs)}`);
   const fp = o['checkpoint_llm_fingerprint'] ?? null;
   if (fp !== null && typeof fp !== 'string') throw bad('checkpoint_llm_fingerprint must be a string or null');
-  return { bits, blockSize: bs, symmetric: o['symmetric'] === true, checkpointFingerprint: fp };
+  return { bits, blockSize: bs, symmetric: o['symmetric'] === true, ...(headBits !== bits ? { headBits } : {}), checkpointFingerprint: fp };
 }
 
 /** Rows [start, start + count) of a matrix. */
@@ -157,11 +174,12 @@ export class LlmParams {
   private nbits(x: Value, module: string, out: number, inp: number, rows: RowRange, name: string): Value {
     const q = this.quant!;
     const key = `${module}.weight`;
-    const shapes = nbitsShapes(out, inp, { bits: q.bits, blockSize: q.blockSize, symmetric: this.store.get(`${this.prefix}${key}${ZERO_POINTS}`) === undefined });
+    const bits = this.prefix + module === 'lm_head' && q.headBits ? q.headBits : q.bits;
+    const shapes = nbitsShapes(out, inp, { bits, blockSize: q.blockSize, symmetric: this.store.get(`${this.prefix}${key}${ZERO_POINTS}`) === undefined });
     const qweight = this.tensor(key + QWEIGHT, 'U8', shapes.qweight, rows, (n) => [n, ...shapes.qweight.slice(1)]);
     const scales = this.tensor(key + SCALES, 'F32', shapes.scales, rows, (n) => [n * shapes.scales[1]!]);
     const zp = shapes.zeroPoints ? this.tensor(key + ZERO_POINTS, 'U8', shapes.zeroPoints, rows, (n) => [n * shapes.zeroPoints![1]!]) : null;
-    return matMulNBits(this.g, x, qweight, scales, zp, { K: inp, N: rows.count, bits: q.bits, blockSize: q.blockSize, accuracyLevel: q.accuracyLevel }, name);
+    return matMulNBits(this.g, x, qweight, scales, zp, { K: inp, N: rows.count, bits, blockSize: q.blockSize, accuracyLevel: q.accuracyLevel }, name);
   }
 
   /**
