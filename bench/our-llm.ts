@@ -1,8 +1,9 @@
 // Which form of the LLM our side runs: the one place to change when the LLM gains a new weight
-// format. Default (`q4-b128-zp`): the 4-bit folder `mgllava quantize` writes by default
-// (MatMulNBits, block 128, a scale and a zero point per block), made once from the bf16 folder
-// into the cache: the fastest of our formats whose measured next-token KL is no worse than
-// llama.cpp's Q4_0 (docs/BENCHMARKS.md, "Answer quality per weight format"). Any of our formats
+// format. Default (`q4-b128-zp-h8`): the 4-bit folder `mgllava quantize` writes by default
+// (MatMulNBits, block 128, a scale and a zero point per block, the output head at 8 bits), made
+// once from the bf16 folder into the cache: the fastest of our formats whose measured next-token
+// KL is no worse than llama.cpp's Q4_0 on both shapes (docs/BENCHMARKS.md, "Answer quality per
+// weight format"). Any of our formats
 // by name, `q{4,8}-b{32,64,128}-{zp,sym}` (`q4` = `q4-b32-sym`, the bench's default until
 // 2026-12: the information Q4_0 holds; `q4-zp` = `q4-b32-zp`); their answer quality against
 // llama.cpp's: bench/format-quality.ts.
@@ -20,11 +21,11 @@ import { llmParams } from './llm-files.js';
 /** `float`, or one of our MatMulNBits formats by name; `q4` and `q4-zp` are the older names of q4-b32-sym and q4-b32-zp. */
 export type LlmFormat = string;
 /** What the bench races when no --llm-format is given: mgllava quantize's default. */
-export const DEFAULT_LLM_FORMAT = 'q4-b128-zp';
+export const DEFAULT_LLM_FORMAT = 'q4-b128-zp-h8';
 const ALIASES: Record<string, string> = { q4: 'q4-b32-sym', 'q4-zp': 'q4-b32-zp' };
 
 /** The format's quantizer options (undefined: `float`); throws on a name that is neither. */
-export function parseLlmFormat(f: LlmFormat): { name: string; bits: 4 | 8; blockSize: number; symmetric: boolean; headBits?: 4 | 8 } | undefined {
+export function parseLlmFormat(f: LlmFormat): { name: string; bits: 4 | 8; blockSize: number; symmetric: boolean; headBits: 4 | 8 } | undefined {
   if (f === 'float') return undefined;
   const name = ALIASES[f] ?? f;
   const o = parseNBitsName(name);
@@ -58,7 +59,7 @@ export async function prepareOurLlm(hfFolder: string, outDir: string, m: BenchMo
       });
     }
     const kind = q.symmetric ? 'a scale per block, values offset by 8 (mgllava quantize --symmetric; as Q4_0)' : 'with zero points (mgllava quantize)';
-    const head = q.headBits ? `, the output head at ${q.headBits} bits` : '';
+    const head = q.headBits !== q.bits ? `, the output head at ${q.headBits} bits` : '';
     return { folder: out, format: `${q.bits}-bit MatMulNBits (${q.name}), block ${q.blockSize}, ${kind}${head}; embedding table bf16` };
   }
   const floatFormat = 'bf16 checkpoint, float32 in onnxruntime';

@@ -188,7 +188,7 @@ export function buildProgram(): Command {
     .option('--bits <n>', 'bits per weight: 4 or 8', bits, 4)
     .option('--block-size <n>', 'weights per scale along the input dimension (a power of two >= 16; 128 measured as accurate as llama.cpp\'s Q4_0 at 4 bits, and faster than 32)', blockSize, DEFAULT_BLOCK_SIZE)
     .option('--symmetric', 'no zero points: scale from max |w| per block (default: min/max and a zero point per block)')
-    .option('--head-bits <n>', 'the output head\'s bits, 4 or 8 (default: --bits); 8 costs ~2% more bytes on a 7B and takes the head\'s share of the error away', bits)
+    .option('--head-bits <n>', 'the output head\'s bits, 4 or 8 (default 8: ~2% more bytes on a 7B, and the head\'s share of the error gone; 4 keeps it at --bits 4)', bits)
     .option('--report', 'write nothing: print each format\'s bits per weight and relative RMS error on the --llm folder\'s Linear weights (ours: q{4,8}-b{32,64,128}-{zp,sym}[-f16]; llama.cpp\'s: Q4_0, Q8_0, Q4_K_M)')
     .option('--formats <list>', 'with --report: only these formats, comma-separated (default: all)')
     .option('--rows <n>', 'with --report: evenly spaced rows measured per matrix, 0 for all', nonNegativeInt, 64)

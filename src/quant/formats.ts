@@ -36,11 +36,12 @@ export interface WeightFormat {
   bytes(N: number, K: number, role: MatrixRole): number;
 }
 
-/** `q{bits}-b{block}-{zp|sym}[-h8]` -> quantizer options; undefined for any other name. */
-export function parseNBitsName(name: string): { bits: NBits; blockSize: number; symmetric: boolean; headBits?: NBits } | undefined {
+/** `q{bits}-b{block}-{zp|sym}[-h8]` -> quantizer options (the head at `bits` without -h8); undefined for any other name. */
+export function parseNBitsName(name: string): { bits: NBits; blockSize: number; symmetric: boolean; headBits: NBits } | undefined {
   const m = /^q([48])-b(\d+)-(zp|sym)(-h8)?$/.exec(name);
   if (!m) return undefined;
-  return { bits: Number(m[1]) as NBits, blockSize: Number(m[2]), symmetric: m[3] === 'sym', ...(m[4] ? { headBits: 8 as const } : {}) };
+  const bits = Number(m[1]) as NBits;
+  return { bits, blockSize: Number(m[2]), symmetric: m[3] === 'sym', headBits: m[4] ? 8 : bits };
 }
 
 /** Our MatMulNBits formats; `headBits`: the output head's own bits. */

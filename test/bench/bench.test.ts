@@ -209,7 +209,7 @@ test('a tiny-preset run without peers reports every ratio, nulls for the peers, 
   assert.ok(typeof m.ratios.peak_rss_vs_weights === 'number' && m.ratios.peak_rss_vs_weights > 0);
   // answer quality without peers: our format against the float model, no Q4_0 to compare with
   const q = m.quality as { format: string; stack: string; drift: { meanKl: number; top1Agreement: number } }[];
-  assert.deepEqual(q.map((x) => [x.format, x.stack]), [['q4-b128-zp', 'ours']]);
+  assert.deepEqual(q.map((x) => [x.format, x.stack]), [['q4-b128-zp-h8', 'ours']]);
   assert.ok(q[0]!.drift.meanKl > 0 && q[0]!.drift.top1Agreement > 0, JSON.stringify(q));
   assert.equal(m.ratios.kl_vs_q4_0, null);
   // a new image's first token: our vision side plus our LLM's time to the first token

@@ -58,7 +58,7 @@ test('quantize (4 bits, the default) then chat --llm gives the ids of loadModel 
     const api = await model.chat({ image: IMAGE, boxes: await readBoxFile(BOXES), prompt: QUESTION, generation: { maxNewTokens: 12, temperature: 0 } }).complete();
     assert.equal(api.promptTokens, 722);
     assert.deepEqual(cli.ids, api.ids);
-    assert.notDeepEqual(api.ids, casesJson()['C.greedy_ids'], 'at 4 bits the ids drift on this tiny model');
+    assert.deepEqual(api.ids, casesJson()['C.greedy_ids'], 'the default 4-bit folder (head at 8 bits) keeps case C\'s greedy ids');
   } finally {
     await model.release();
   }

@@ -73,7 +73,7 @@ test('-h8: the output head at 8 bits, the rest as named; names parse back to qua
   assert.deepEqual(f.roundTrip(w, 4, 256, head), nbitsFormat(8, 128, false).roundTrip(w, 4, 256, head));
   assert.deepEqual(f.roundTrip(w, 4, 256, q), nbitsFormat(4, 128, false).roundTrip(w, 4, 256, q));
   assert.deepEqual(parseNBitsName('q4-b128-zp-h8'), { bits: 4, blockSize: 128, symmetric: false, headBits: 8 });
-  assert.deepEqual(parseNBitsName('q4-b32-sym'), { bits: 4, blockSize: 32, symmetric: true });
+  assert.deepEqual(parseNBitsName('q4-b32-sym'), { bits: 4, blockSize: 32, symmetric: true, headBits: 4 });
   assert.equal(parseNBitsName('q4-b32-sym-h4'), undefined);
   assert.ok(allFormats().some((x) => x.name === 'q4-b64-sym-h8'));
 });

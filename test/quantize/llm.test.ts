@@ -32,6 +32,8 @@ const PTH = join(TINY, 'mgllava', 'iter_1.pth');
 let tmp: string;
 let q4: string;
 let q8: string;
+/** 4 bits everywhere, the head too (headBits 4). */
+let q4h4: string;
 
 before(async () => {
   tmp = tempDir();
@@ -39,6 +41,8 @@ before(async () => {
   q8 = join(tmp, 'llm-q8');
   await quantizeLlm({ llm: LLM, checkpoint: PTH, out: q4 });
   await quantizeLlm({ llm: LLM, checkpoint: CKPT, out: q8, bits: 8 });
+  q4h4 = join(tmp, 'llm-q4-h4');
+  await quantizeLlm({ llm: LLM, checkpoint: PTH, out: q4h4, headBits: 4 });
 });
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -50,8 +54,11 @@ test('the folder: config with quantization_config, tokenizer files, linears with
   const { quantization_config: qc, ...rest } = cfg;
   assert.deepEqual(rest, src, 'config.json is the source config plus quantization_config');
   assert.deepEqual({ ...(qc as object), source: undefined, checkpoint_llm_fingerprint: undefined }, {
-    quant_method: 'mgllava-matmulnbits', format_version: 1, bits: 4, block_size: DEFAULT_BLOCK_SIZE, symmetric: false, source: undefined, checkpoint_llm_fingerprint: undefined,
+    quant_method: 'mgllava-matmulnbits', format_version: 2, bits: 4, head_bits: 8, block_size: DEFAULT_BLOCK_SIZE, symmetric: false, source: undefined, checkpoint_llm_fingerprint: undefined,
   });
+  // 8 bits everywhere: nothing for a version-1 reader to misread
+  const qc8 = (JSON.parse(readFileSync(join(q8, 'config.json'), 'utf8')) as { quantization_config: Record<string, unknown> }).quantization_config;
+  assert.deepEqual([qc8.format_version, qc8.bits, qc8.head_bits], [1, 8, undefined]);
   assert.match((qc as Record<string, string>).checkpoint_llm_fingerprint!, /^[0-9a-f]{32}$/);
   for (const f of ['tokenizer.json', 'tokenizer_config.json']) assert.deepEqual(readFileSync(join(q4, f)), readFileSync(join(LLM, f)), f);
   assert.deepEqual(readdirSync(q4).sort(), ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
@@ -61,7 +68,7 @@ test('the folder: config with quantization_config, tokenizer files, linears with
   const linears = new Set(['lm_head.weight']);
   for (let i = 0; i < config.layers; i++) for (const m of layerLayout(config).linears) linears.add(`model.layers.${i}.${m}.weight`);
   const ft = fineTuned();
-  for (const [folder, bits] of [[q4, 4], [q8, 8]] as const) {
+  for (const [folder, layerBits] of [[q4, 4], [q8, 8]] as const) {
     const out = SafetensorsStore.open(join(folder, 'model.safetensors'));
     const expectKeys = new Set<string>();
     for (const k of ft.keys()) {
@@ -75,6 +82,7 @@ test('the folder: config with quantization_config, tokenizer files, linears with
       for (const s of ['qweight', 'scales', 'zero_points']) expectKeys.add(`${k}.${s}`);
       const w = readF32(ft.get(k)!);
       const [N, K] = ft.get(k)!.shape as [number, number];
+      const bits = k === 'lm_head.weight' ? 8 : layerBits; // the default head: 8 bits
       const zp = out.get(`${k}.zero_points`)!;
       const m: NBitsMatrix = {
         N, K, bits, blockSize: BS,
@@ -122,7 +130,7 @@ test('case C at 8 bits: the 12 greedy ids unchanged; logits within 0.1 of the fl
   }
 });
 
-test('case C at 4 bits: the greedy ids drift from the first token on this 16-wide model; logits within 1.2 of the float model (measured 0.87)', async (t) => {
+test('case C at 4 bits, the default (head at 8): the 12 greedy ids unchanged; logits within 1.0 of the float model (measured 0.74)', async (t) => {
   const f = await load(LLM);
   const ref = await runCaseC(f);
   await f.release();
@@ -131,7 +139,26 @@ test('case C at 4 bits: the greedy ids drift from the first token on this 16-wid
     const r = await runCaseC(lm);
     const d = Math.max(...r.logits.map((l, i) => maxAbsDiff(l, ref.logits[i]!)));
     const e = Math.max(...r.logits.map((l, i) => relErr(l, ref.logits[i]!)));
+    t.diagnostic(`4-bit, head 8: ids ${r.ids.join(',')}; max |logit difference| ${d.toFixed(4)}, worst relative error ${e.toExponential(2)}`);
+    assert.deepEqual(r.ids, GREEDY);
+    assert.ok(d < 1.0, `max |logit difference| ${d}`);
+    assert.ok(e < 0.25, `relative error ${e}`);
+  } finally {
+    await lm.release();
+  }
+});
+
+test('case C at 4 bits everywhere (headBits 4): the greedy ids drift from the first token on this 16-wide model; logits within 1.2 of the float model (measured 0.82)', async (t) => {
+  const f = await load(LLM);
+  const ref = await runCaseC(f);
+  await f.release();
+  const lm = await load(q4h4);
+  try {
+    const r = await runCaseC(lm);
+    const d = Math.max(...r.logits.map((l, i) => maxAbsDiff(l, ref.logits[i]!)));
+    const e = Math.max(...r.logits.map((l, i) => relErr(l, ref.logits[i]!)));
     t.diagnostic(`4-bit: ids ${r.ids.join(',')} (reference ${GREEDY.join(',')}); max |logit difference| ${d.toFixed(4)}, worst relative error ${e.toExponential(2)}`);
+    assert.notDeepEqual(r.ids, GREEDY);
     assert.ok(d < 1.2, `max |logit difference| ${d}`);
     assert.ok(e < 0.25, `relative error ${e}`);
     // What the drift looks like: the reference's first token is still near the top (rank 1,
@@ -144,9 +171,11 @@ test('case C at 4 bits: the greedy ids drift from the first token on this 16-wid
   }
 });
 
-test('headBits 8: the output head at 8 bits (format_version 2), the rest at 4; closer to the float model than all 4-bit', async () => {
-  const out = join(tmp, 'llm-q4-h8');
-  await quantizeLlm({ llm: LLM, checkpoint: PTH, out, headBits: 8 });
+test('the output head at 8 bits by default (format_version 2), the rest at 4: closer to the float model than all 4-bit (headBits 4)', async () => {
+  const out = q4;
+  const all4 = q4h4;
+  const qc4 = (JSON.parse(readFileSync(join(all4, 'config.json'), 'utf8')) as { quantization_config: Record<string, unknown> }).quantization_config;
+  assert.deepEqual([qc4.format_version, qc4.head_bits], [1, undefined]);
   const qc = (JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')) as { quantization_config: Record<string, unknown> }).quantization_config;
   assert.deepEqual([qc.format_version, qc.bits, qc.head_bits, qc.block_size], [2, 4, 8, BS]);
   const st = SafetensorsStore.open(join(out, 'model.safetensors'));
@@ -165,13 +194,16 @@ test('headBits 8: the output head at 8 bits (format_version 2), the rest at 4; c
       await lm.release();
     }
   };
-  const [d4, d8] = [await worst(q4), await worst(out)];
+  const [d4, d8] = [await worst(all4), await worst(out)];
   assert.ok(d8 < d4, `8-bit head ${d8} against all 4-bit ${d4}`);
   // A version-1 reader's view: head_bits without version 2 is refused, not read at 4 bits.
-  const cfgPath = join(out, 'config.json');
+  const bad = join(tmp, 'llm-q4-h8-v1');
+  mkdirSync(bad);
+  for (const f of readdirSync(out)) copyFileSync(join(out, f), join(bad, f));
+  const cfgPath = join(bad, 'config.json');
   const cfg = JSON.parse(readFileSync(cfgPath, 'utf8')) as { quantization_config: Record<string, unknown> };
   writeFileSync(cfgPath, JSON.stringify({ ...cfg, quantization_config: { ...cfg.quantization_config, format_version: 1 } }));
-  await assert.rejects(CausalLM.load(out), (e: unknown) => e instanceof InputError && /head_bits 8 but format_version 1/.test(e.message));
+  await assert.rejects(CausalLM.load(bad), (e: unknown) => e instanceof InputError && /head_bits 8 but format_version 1/.test(e.message));
 });
 
 test('MatMulNBits at accuracy level 0 computes what float weights equal to the dequantized ones compute', async (t) => {
@@ -190,7 +222,7 @@ test('MatMulNBits at accuracy level 0 computes what float weights equal to the d
       const key = k.slice(0, -'.qweight'.length);
       const [N, K] = ft.get(key)!.shape as [number, number];
       const m: NBitsMatrix = {
-        N, K, bits: 4, blockSize: BS,
+        N, K, bits: key === 'lm_head.weight' ? 8 : 4, blockSize: BS,
         qweight: new Uint8Array(readBytes(store.get(k)!)),
         scales: readF32(store.get(`${key}.scales`)!),
         zeroPoints: new Uint8Array(readBytes(store.get(`${key}.zero_points`)!)),
