@@ -111,64 +111,50 @@ async function load(folder: string, checkpoint = CKPT, accuracyLevel?: 0 | 4): P
   return CausalLM.load(folder, { checkpoint: openWeights(checkpoint), accuracyLevel });
 }
 
-test('case C at 8 bits: the 12 greedy ids unchanged; logits within 0.1 of the float model (measured 0.071)', async (t) => {
+/** Case C on the float model and on `folder`: the folder's run, the float run, the worst |logit difference| and relative error. */
+async function caseCAgainstFloat(folder: string, checkpoint?: string) {
   const f = await load(LLM);
   const ref = await runCaseC(f);
   await f.release();
-  assert.deepEqual(ref.ids, GREEDY);
-  const lm = await load(q8, PTH);
+  const lm = await load(folder, checkpoint);
   try {
-    assert.equal(lm.quantization?.bits, 8);
     const r = await runCaseC(lm);
     const d = Math.max(...r.logits.map((l, i) => maxAbsDiff(l, ref.logits[i]!)));
     const e = Math.max(...r.logits.map((l, i) => relErr(l, ref.logits[i]!)));
-    t.diagnostic(`8-bit: ids ${r.ids.join(',')}; max |logit difference| ${d.toFixed(4)}, worst relative error ${e.toExponential(2)} (prefill + 12 steps)`);
-    assert.deepEqual(r.ids, GREEDY);
-    assert.ok(d < 0.1, `max |logit difference| ${d}`);
+    return { r, ref, d, e, bits: lm.quantization?.bits };
   } finally {
     await lm.release();
   }
+}
+
+test('case C at 8 bits: the 12 greedy ids unchanged; logits within 0.1 of the float model (measured 0.071)', async (t) => {
+  const { r, ref, d, e, bits } = await caseCAgainstFloat(q8, PTH);
+  assert.deepEqual(ref.ids, GREEDY);
+  assert.equal(bits, 8);
+  t.diagnostic(`8-bit: ids ${r.ids.join(',')}; max |logit difference| ${d.toFixed(4)}, worst relative error ${e.toExponential(2)} (prefill + 12 steps)`);
+  assert.deepEqual(r.ids, GREEDY);
+  assert.ok(d < 0.1, `max |logit difference| ${d}`);
 });
 
 test('case C at 4 bits, the default (head at 8): the 12 greedy ids unchanged; logits within 1.0 of the float model (measured 0.74)', async (t) => {
-  const f = await load(LLM);
-  const ref = await runCaseC(f);
-  await f.release();
-  const lm = await load(q4);
-  try {
-    const r = await runCaseC(lm);
-    const d = Math.max(...r.logits.map((l, i) => maxAbsDiff(l, ref.logits[i]!)));
-    const e = Math.max(...r.logits.map((l, i) => relErr(l, ref.logits[i]!)));
-    t.diagnostic(`4-bit, head 8: ids ${r.ids.join(',')}; max |logit difference| ${d.toFixed(4)}, worst relative error ${e.toExponential(2)}`);
-    assert.deepEqual(r.ids, GREEDY);
-    assert.ok(d < 1.0, `max |logit difference| ${d}`);
-    assert.ok(e < 0.25, `relative error ${e}`);
-  } finally {
-    await lm.release();
-  }
+  const { r, d, e } = await caseCAgainstFloat(q4);
+  t.diagnostic(`4-bit, head 8: ids ${r.ids.join(',')}; max |logit difference| ${d.toFixed(4)}, worst relative error ${e.toExponential(2)}`);
+  assert.deepEqual(r.ids, GREEDY);
+  assert.ok(d < 1.0, `max |logit difference| ${d}`);
+  assert.ok(e < 0.25, `relative error ${e}`);
 });
 
 test('case C at 4 bits everywhere (headBits 4): the greedy ids drift from the first token on this 16-wide model; logits within 1.2 of the float model (measured 0.82)', async (t) => {
-  const f = await load(LLM);
-  const ref = await runCaseC(f);
-  await f.release();
-  const lm = await load(q4h4);
-  try {
-    const r = await runCaseC(lm);
-    const d = Math.max(...r.logits.map((l, i) => maxAbsDiff(l, ref.logits[i]!)));
-    const e = Math.max(...r.logits.map((l, i) => relErr(l, ref.logits[i]!)));
-    t.diagnostic(`4-bit: ids ${r.ids.join(',')} (reference ${GREEDY.join(',')}); max |logit difference| ${d.toFixed(4)}, worst relative error ${e.toExponential(2)}`);
-    assert.notDeepEqual(r.ids, GREEDY);
-    assert.ok(d < 1.2, `max |logit difference| ${d}`);
-    assert.ok(e < 0.25, `relative error ${e}`);
-    // What the drift looks like: the reference's first token is still near the top (rank 1,
-    // measured), and the quantized model's pick is among the reference's top 5 (rank 3).
-    const rank = (l: Float32Array, id: number) => Array.from(l.keys()).sort((a, b) => l[b]! - l[a]!).indexOf(id);
-    assert.ok(rank(r.logits[0]!, GREEDY[0]!) < 3, 'the reference first token stays in the top 3');
-    assert.ok(rank(ref.logits[0]!, argmax(r.logits[0]!)) < 5, 'the 4-bit first token is in the reference top 5');
-  } finally {
-    await lm.release();
-  }
+  const { r, ref, d, e } = await caseCAgainstFloat(q4h4);
+  t.diagnostic(`4-bit: ids ${r.ids.join(',')} (reference ${GREEDY.join(',')}); max |logit difference| ${d.toFixed(4)}, worst relative error ${e.toExponential(2)}`);
+  assert.notDeepEqual(r.ids, GREEDY);
+  assert.ok(d < 1.2, `max |logit difference| ${d}`);
+  assert.ok(e < 0.25, `relative error ${e}`);
+  // What the drift looks like: the reference's first token is still near the top (rank 1,
+  // measured), and the quantized model's pick is among the reference's top 5 (rank 3).
+  const rank = (l: Float32Array, id: number) => Array.from(l.keys()).sort((a, b) => l[b]! - l[a]!).indexOf(id);
+  assert.ok(rank(r.logits[0]!, GREEDY[0]!) < 3, 'the reference first token stays in the top 3');
+  assert.ok(rank(ref.logits[0]!, argmax(r.logits[0]!)) < 5, 'the 4-bit first token is in the reference top 5');
 });
 
 test('the output head at 8 bits by default (format_version 2), the rest at 4: closer to the float model than all 4-bit (headBits 4)', async () => {
