@@ -21,7 +21,7 @@ import { CausalLM, readLlmFolderConfig } from '../src/model/llm/causal-lm.js';
 import { quantizeLlm } from '../src/model/llm/quantize.js';
 import { Drift, distributionDrift } from '../src/quant/drift.js';
 import { weightErrorReport } from '../src/quant/error-report.js';
-import { LlamaCppFtype, formatsByName, parseNBitsName } from '../src/quant/formats.js';
+import { LlamaCppFtype, NBitsName, formatsByName, parseNBitsName } from '../src/quant/formats.js';
 import { writeGgufFromHf } from './llm-files.js';
 import { LLAMA_ENV, setupLlamaCpp } from './peer-llamacpp.js';
 import { PRESETS } from './presets.js';
@@ -123,7 +123,7 @@ export interface QualityOptions {
 }
 
 /** Our format name -> quantizeLlm options (`q{bits}-b{block}-{zp|sym}[-h8]`; fp16 scales have no engine path yet). */
-function nbitsOptions(name: string): { bits: 4 | 8; blockSize: number; symmetric: boolean; headBits?: 4 | 8 } {
+function nbitsOptions(name: string): NBitsName {
   const o = parseNBitsName(name);
   if (!o) throw new Error(`${name}: not one of our runnable formats (q{4,8}-b{32,64,128}-{zp,sym}[-h8])`);
   return o;

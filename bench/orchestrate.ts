@@ -338,12 +338,12 @@ async function benchModel(m: BenchModel, o: BenchOptions): Promise<ModelResult> 
       for (const r of races.values()) r.flash_off = r.flash_on = { skipped: setup.reason };
     } else {
       lcDir = setup.dir;
+      const tensorBytes = (t: { shape: number[]; type: number }) => {
+        const type = (Object.keys(GGML_TYPE) as GgmlType[]).find((k) => GGML_TYPE[k] === t.type)!;
+        return ggmlBytes(type, t.shape);
+      };
       for (const [ftype, r] of races) {
         const h = readGgufHeader(files.ggufs[ftype]!);
-        const tensorBytes = (t: { shape: number[]; type: number }) => {
-          const type = (Object.keys(GGML_TYPE) as GgmlType[]).find((k) => GGML_TYPE[k] === t.type)!;
-          return ggmlBytes(type, t.shape);
-        };
         r.gguf_bytes = h.tensors.reduce((a, t) => a + tensorBytes(t), 0);
         // fp16 KV cache (llama.cpp's default); the token embedding is a row lookup.
         r.decode_bytes_per_token = h.tensors.filter((t) => t.name !== 'token_embd.weight').reduce((a, t) => a + tensorBytes(t), 0) + 2 * kvElems;

@@ -14,7 +14,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { totalmem } from 'node:os';
 import { quantizeLlm } from '../src/model/llm/quantize.js';
-import { parseNBitsName } from '../src/quant/formats.js';
+import { NBitsName, parseNBitsName } from '../src/quant/formats.js';
 import type { BenchModel } from './presets.js';
 import { llmParams } from './llm-files.js';
 
@@ -25,7 +25,7 @@ export const DEFAULT_LLM_FORMAT = 'q4-b128-zp-h8';
 const ALIASES: Record<string, string> = { q4: 'q4-b32-sym', 'q4-zp': 'q4-b32-zp' };
 
 /** The format's quantizer options (undefined: `float`); throws on a name that is neither. */
-export function parseLlmFormat(f: LlmFormat): { name: string; bits: 4 | 8; blockSize: number; symmetric: boolean; headBits: 4 | 8 } | undefined {
+export function parseLlmFormat(f: LlmFormat): ({ name: string } & NBitsName) | undefined {
   if (f === 'float') return undefined;
   const name = ALIASES[f] ?? f;
   const o = parseNBitsName(name);

@@ -36,8 +36,11 @@ export interface WeightFormat {
   bytes(N: number, K: number, role: MatrixRole): number;
 }
 
+/** A format name's quantizer options (quantizeLlm's). */
+export interface NBitsName { bits: NBits; blockSize: number; symmetric: boolean; headBits: NBits }
+
 /** `q{bits}-b{block}-{zp|sym}[-h8]` -> quantizer options (the head at `bits` without -h8); undefined for any other name. */
-export function parseNBitsName(name: string): { bits: NBits; blockSize: number; symmetric: boolean; headBits: NBits } | undefined {
+export function parseNBitsName(name: string): NBitsName | undefined {
   const m = /^q([48])-b(\d+)-(zp|sym)(-h8)?$/.exec(name);
   if (!m) return undefined;
   const bits = Number(m[1]) as NBits;

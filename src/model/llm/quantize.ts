@@ -19,7 +19,7 @@ import { Reusable, RowReader } from '../../weights/row-reader.js';
 import { llmWeights } from '../llm-weights.js';
 import { readLlmFolderConfig } from './causal-lm.js';
 import { linearWeightRefs } from './linear-weights.js';
-import { HEAD_FORMAT_VERSION, QUANT_FORMAT_VERSION, QUANT_METHOD, QWEIGHT, SCALES, ZERO_POINTS } from './quantized.js';
+import { HEAD_FORMAT_VERSION, HEAD_MODULE, QUANT_FORMAT_VERSION, QUANT_METHOD, QWEIGHT, SCALES, ZERO_POINTS } from './quantized.js';
 import { checkpointFingerprint } from './checkpoint-fingerprint.js';
 
 /**
@@ -81,7 +81,7 @@ const ROWS_PER_PIECE = 1024;
 export async function quantizeLlm(o: QuantizeLlmOptions): Promise<QuantizeLlmResult> {
   const nb: NBitsOptions = { bits: o.bits ?? 4, blockSize: o.blockSize ?? DEFAULT_BLOCK_SIZE, symmetric: o.symmetric ?? false };
   const headNb: NBitsOptions = { ...nb, bits: o.headBits ?? (Math.max(nb.bits, DEFAULT_HEAD_BITS) as NBits) };
-  const nbOf = (key: string) => (key === 'lm_head.weight' ? headNb : nb);
+  const nbOf = (key: string) => (key === `${HEAD_MODULE}.weight` ? headNb : nb);
   try {
     checkNBitsOptions(nb);
     checkNBitsOptions(headNb);

@@ -27,6 +27,8 @@ export const HEAD_FORMAT_VERSION = 2;
 export const QWEIGHT = '.qweight';
 export const SCALES = '.scales';
 export const ZERO_POINTS = '.zero_points';
+/** The output head's module: its weight is the one `head_bits` applies to. */
+export const HEAD_MODULE = 'lm_head';
 
 /** What a quantized folder's config.json says about its weights. */
 export interface QuantizationInfo {
@@ -174,7 +176,7 @@ export class LlmParams {
   private nbits(x: Value, module: string, out: number, inp: number, rows: RowRange, name: string): Value {
     const q = this.quant!;
     const key = `${module}.weight`;
-    const bits = this.prefix + module === 'lm_head' && q.headBits ? q.headBits : q.bits;
+    const bits = this.prefix + module === HEAD_MODULE && q.headBits ? q.headBits : q.bits;
     const shapes = nbitsShapes(out, inp, { bits, blockSize: q.blockSize, symmetric: this.store.get(`${this.prefix}${key}${ZERO_POINTS}`) === undefined });
     const qweight = this.tensor(key + QWEIGHT, 'U8', shapes.qweight, rows, (n) => [n, ...shapes.qweight.slice(1)]);
     const scales = this.tensor(key + SCALES, 'F32', shapes.scales, rows, (n) => [n * shapes.scales[1]!]);
